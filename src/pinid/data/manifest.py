@@ -1,0 +1,89 @@
+"""Manifests: JSON Lines or CSV with columns pin_id, user, text, image [, board]."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from pinid.data.pins import Dataset, Pin, check_unique_ids, decode_text, safe_image_path
+from pinid.errors import DataError
+
+REQUIRED_COLUMNS = ("pin_id", "user", "text", "image")
+MANIFEST_SUFFIXES = (".jsonl", ".csv")
+
+
+def load_manifest(path: str | Path) -> Dataset:
+    """Load and validate a manifest; image paths are relative to the manifest's folder."""
+    path = Path(path)
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        raise DataError(f"{path}: a manifest must end in .jsonl or .csv")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read manifest ({exc.strerror})") from None
+    text = decode_text(raw, str(path))
+    rows = _jsonl_rows(text, path) if path.suffix.lower() == ".jsonl" else _csv_rows(text, path)
+    root = path.parent
+    pins, origins = [], []
+    for line, row in rows:
+        origin = f"{path}:{line}"
+        missing = [c for c in REQUIRED_COLUMNS if c not in row]
+        if missing:
+            raise DataError(f"{origin}: missing column(s) {', '.join(missing)}")
+        pin_id, user = _field(row, "pin_id", origin), _field(row, "user", origin)
+        board = row.get("board")
+        pins.append(
+            Pin(
+                pin_id=pin_id,
+                user=user,
+                text="" if row["text"] is None else str(row["text"]),
+                image=safe_image_path(root, _field(row, "image", origin), origin),
+                board=None if board in (None, "") else str(board),
+            )
+        )
+        origins.append(origin)
+    if not pins:
+        raise DataError(f"{path}: manifest has no pins")
+    check_unique_ids(pins, origins)
+    return Dataset(tuple(pins), root, path)
+
+
+def _field(row: dict, name: str, origin: str) -> str:
+    value = row[name]
+    if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
+        raise DataError(f"{origin}: column {name!r} must be a non-empty string")
+    return str(value).strip()
+
+
+def _jsonl_rows(text: str, path: Path) -> list[tuple[int, dict]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: each line must be a JSON object")
+        rows.append((number, row))
+    return rows
+
+
+def _csv_rows(text: str, path: Path) -> list[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: missing column(s) {', '.join(missing)}")
+    rows = []
+    try:
+        for row in reader:
+            if None in row:
+                raise DataError(f"{path}:{reader.line_num}: more cells than header columns")
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+    return rows

@@ -1,0 +1,225 @@
+"""Safe SVG handling: metadata with defusedxml, rasterising with CairoSVG that may fetch nothing.
+
+SVG is XML that can name local files and URLs (entities, ``<image href>``, ``<use>``); pinid
+refuses DTDs and entities outright and gives the renderer a fetcher that refuses every URL.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+
+import cairosvg
+import cairosvg.surface
+import cairosvg.url
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
+from PIL import Image
+
+MAX_SVG_BYTES = 8 * 1024 * 1024
+"""Largest SVG pinid reads (openclipart's largest is 1.7 MB)."""
+
+RENDER_SIDE = 256
+"""Longest side of a rendered SVG: above every CNN input size pinid uses (224-260)."""
+
+_NS = {
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "cc": "http://web.resource.org/cc/",
+    "cc2": "http://creativecommons.org/ns#",
+}
+
+
+class SvgError(ValueError):
+    """An SVG pinid refuses or cannot read; ``reason`` is a short label for summaries."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SvgMetadata:
+    title: str = ""
+    description: str = ""
+    keywords: tuple[str, ...] = field(default_factory=tuple)
+    creator: str = ""
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_SVG_BYTES:
+        raise SvgError("too large", f"{len(data)} bytes > {MAX_SVG_BYTES}")
+
+
+_DOCTYPE = re.compile(
+    rb"<!DOCTYPE\s+[\w:.-]+"
+    rb"(?:\s+(?:PUBLIC\s+(?:\"[^\"]*\"|'[^']*')\s+|SYSTEM\s+)(?:\"[^\"]*\"|'[^']*'))?"
+    rb"\s*(?:\[(?P<subset>.*?)\]\s*)?>",
+    re.DOTALL,
+)
+_LITERAL_ENTITY = re.compile(
+    rb"<!ENTITY\s+(?P<name>[\w.-]+)\s+(?:\"(?P<dq>[^\"&%<]*)\"|'(?P<sq>[^'&%<]*)')\s*>"
+)
+_XMLNS_ATTLIST = re.compile(
+    rb"<!ATTLIST\s+svg\s+(?P<attr>xmlns:[\w.-]+)\s+CDATA\s+#FIXED\s+\"(?P<uri>[^\"&%<]*)\"\s*>"
+)
+_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+
+
+def _without_doctype(data: bytes) -> bytes:
+    """Remove a DOCTYPE, keeping only what is inert: literal entities and xmlns defaults.
+
+    An external DTD reference is dropped unread. Any other declaration -- an entity that
+    refers to another entity (billion laughs), a SYSTEM/parameter entity (local file or
+    URL) -- refuses the file, so the XML parser below never sees a DTD at all.
+    """
+    start = data.find(b"<!DOCTYPE", 0, 4096)
+    if start < 0:
+        return data
+    match = _DOCTYPE.match(data, start)
+    if match is None:
+        raise SvgError("refused DTD", "DOCTYPE pinid cannot vet")
+    entities: dict[bytes, bytes] = {}
+    subset = _COMMENT.sub(b"", match.group("subset") or b"")
+    for decl in _LITERAL_ENTITY.finditer(subset):
+        entities[decl.group("name")] = (
+            decl.group("dq") if decl.group("dq") is not None else decl.group("sq")
+        )
+    namespaces = {m.group("attr"): m.group("uri") for m in _XMLNS_ATTLIST.finditer(subset)}
+    if _XMLNS_ATTLIST.sub(b"", _LITERAL_ENTITY.sub(b"", subset)).strip():
+        raise SvgError("refused DTD", "declarations other than literal entities and xmlns defaults")
+    body = data[: match.start()] + data[match.end() :]
+    for attr, uri in namespaces.items():  # the DTD's #FIXED namespace defaults, made explicit
+        root = re.search(rb"<svg\b[^>]*>", body)
+        if root and attr + b"=" not in root.group(0):
+            body = (
+                body[: root.start() + 4]
+                + b" "
+                + attr
+                + b'="'
+                + uri
+                + b'"'
+                + body[root.start() + 4 :]
+            )
+    if entities:
+        pattern = re.compile(rb"&(" + b"|".join(re.escape(n) for n in entities) + rb");")
+        body = pattern.sub(lambda m: entities[m.group(1)], body)
+        _check_size(body)
+    return body
+
+
+def _parse(data: bytes):
+    _check_size(data)
+    try:
+        return SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise SvgError("refused XML", type(exc).__name__) from None
+    except SafeET.ParseError as exc:
+        raise SvgError("XML parse error", str(exc)) from None
+
+
+def sanitise(data: bytes) -> bytes:
+    """The SVG with its DOCTYPE vetted and removed; raises :class:`SvgError` when refused."""
+    _check_size(data)
+    return _without_doctype(data)
+
+
+def _text(node) -> str:
+    return " ".join("".join(node.itertext()).split()) if node is not None else ""
+
+
+def read_metadata(data: bytes) -> SvgMetadata:
+    """The RDF metadata: ``dc:title``, ``dc:description``, ``dc:subject`` keywords, creator."""
+    root = _parse(sanitise(data))
+    for cc in ("cc", "cc2"):
+        work = root.find(f".//rdf:RDF/{cc}:Work", _NS)
+        if work is not None:
+            break
+    else:
+        return SvgMetadata()
+    subject = work.find("dc:subject", _NS)
+    keywords = tuple(
+        _text(li) for li in (subject.iterfind(".//rdf:li", _NS) if subject is not None else ())
+    )
+    creator = work.find("dc:creator", _NS)
+    creator_name = ""
+    if creator is not None:
+        agent_title = creator.find(".//dc:title", _NS)
+        creator_name = _text(agent_title) if agent_title is not None else _text(creator)
+    return SvgMetadata(
+        title=_text(work.find("dc:title", _NS)),
+        description=_text(work.find("dc:description", _NS)),
+        keywords=tuple(k for k in keywords if k),
+        creator=creator_name,
+    )
+
+
+def _local_only_fetch(url: str, resource_type: str | None = None) -> bytes:
+    """Give CairoSVG inline ``data:`` URLs only; any file or network URL becomes an empty image."""
+    if url.startswith("data:"):
+        return cairosvg.url.fetch(url, resource_type)
+    return _EMPTY_SVG
+
+
+_EMPTY_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>'
+
+
+def _render(data: bytes, **size) -> bytes:
+    try:
+        return cairosvg.surface.PNGSurface.convert(
+            bytestring=data,
+            background_color="white",
+            unsafe=False,
+            url_fetcher=_local_only_fetch,
+            **size,
+        )
+    except (MemoryError, RecursionError) as exc:
+        raise SvgError("render failed", type(exc).__name__) from None
+    except Exception as exc:  # CairoSVG raises many unrelated types on malformed input
+        raise SvgError("render failed", f"{type(exc).__name__}: {exc}"[:200]) from None
+
+
+def rasterise(data: bytes, max_side: int = RENDER_SIDE) -> Image.Image:
+    """Render an SVG to an RGB image on white, aspect kept, longest side ``max_side``."""
+    data = sanitise(data)
+    size = _intrinsic_size(_parse(data))
+    if size is None:  # no usable viewBox/width/height: let CairoSVG size it, then scale
+        with Image.open(io.BytesIO(_render(data)), formats=["PNG"]) as probe:
+            size = probe.size
+    scale = max_side / max(size)
+    png = _render(
+        data,
+        output_width=max(1, round(size[0] * scale)),
+        output_height=max(1, round(size[1] * scale)),
+    )
+    with Image.open(io.BytesIO(png), formats=["PNG"]) as img:
+        return img.convert("RGB")
+
+
+_UNITS = {"": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
+_LENGTH = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-z]*)\s*$")
+
+
+def _length(value: str | None) -> float | None:
+    match = _LENGTH.match(value or "")
+    if not match or match.group(2) not in _UNITS:
+        return None
+    try:
+        number = float(match.group(1)) * _UNITS[match.group(2)]
+    except ValueError:
+        return None
+    return number if 0 < number < 1e6 else None
+
+
+def _intrinsic_size(root) -> tuple[float, float] | None:
+    """Width and height from width/height attributes, else the viewBox; None when neither helps."""
+    w, h = _length(root.get("width")), _length(root.get("height"))
+    if w and h:
+        return w, h
+    view_box = (root.get("viewBox") or "").replace(",", " ").split()
+    if len(view_box) == 4:
+        w, h = _length(view_box[2]), _length(view_box[3])
+        if w and h:
+            return w, h
+    return None

@@ -1,0 +1,44 @@
+"""Shared fixtures: a small real openclipart sample and generated pin datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OPENCLIPART_SAMPLE = FIXTURES / "openclipart"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's ~/.cache/pinid from a test."""
+    monkeypatch.setenv("PINID_CACHE_DIR", str(tmp_path_factory.mktemp("pinid-cache")))
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (48, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def write_manifest(folder: Path, rows: list[dict], name: str = "manifest.jsonl") -> Path:
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_manifest(tmp_path) -> Path:
+    """Three users with six pins each, images in images/."""
+    rows = []
+    for u, user in enumerate(["alice", "bob", "carol"]):
+        for i in range(6):
+            rel = f"images/{user}_{i}.png"
+            write_image(tmp_path / rel, seed=u * 100 + i)
+            rows.append({"pin_id": f"{user}-{i}", "user": user, "text": f"pin {i}", "image": rel})
+    return write_manifest(tmp_path, rows)
