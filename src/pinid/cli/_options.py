@@ -1,0 +1,32 @@
+"""Options shared by several commands, defined once so they read the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+
+from pinid.features.efficientnet import EXTRACTOR_NAMES
+from pinid.features.extract import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", required=True, help="manifest (.jsonl/.csv) or folder tree <user>/<board>/<pin>"
+    )
+
+
+def add_extractor_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--extractor",
+        default=DEFAULT_EXTRACTOR,
+        choices=EXTRACTOR_NAMES,
+        help=f"ImageNet CNN for image features (default {DEFAULT_EXTRACTOR})",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per CNN forward pass"
+    )
+    parser.add_argument(
+        "--max-unreadable",
+        type=float,
+        default=MAX_FAILURE_RATE,
+        help=f"fail when more than this share of images is unreadable (default {MAX_FAILURE_RATE})",
+    )

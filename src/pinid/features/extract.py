@@ -1,0 +1,189 @@
+"""Image features for many pins: cached, batched, decoding in parallel with inference.
+
+Every stage that needs image features (``features``, ``experiment``, ``train``, ``predict``)
+calls :class:`ImageFeatureExtractor`; there is no second path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pinid.errors import DataError
+from pinid.features.cache import FeatureCache
+from pinid.features.efficientnet import FEATURE_DIM, get_spec
+from pinid.features.images import UnreadableImage, decode_image, read_image_bytes
+from pinid.features.preprocess import FITS, PREPROCESS_VERSION
+from pinid.paths import cache_dir
+
+DEFAULT_EXTRACTOR = "efficientnet-lite0"
+DEFAULT_FIT = "pad"
+DEFAULT_BATCH_SIZE = 4
+"""Small batches: with glibc malloc, throughput collapses at batch 16+ (ENGINEERING.md)."""
+MAX_FAILURE_RATE = 0.05
+
+
+@dataclass
+class FeatureResult:
+    """Features aligned with the input paths; rows of unreadable images are zero."""
+
+    features: np.ndarray
+    readable: np.ndarray
+    unreadable: dict[int, str] = field(default_factory=dict)
+    computed: int = 0
+    from_cache: int = 0
+
+
+@dataclass
+class _Prepared:
+    index: int
+    sha256: str | None = None
+    vector: np.ndarray | None = None
+    tensor: object | None = None
+    reason: str | None = None
+
+
+class ImageFeatureExtractor:
+    """ImageNet CNN features (1280-d, globally pooled) with a content-addressed disk cache."""
+
+    def __init__(
+        self,
+        name: str = DEFAULT_EXTRACTOR,
+        *,
+        fit: str = DEFAULT_FIT,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        cache_root: Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.spec = get_spec(name)
+        if fit not in FITS:
+            raise ValueError(f"unknown fit {fit!r}; valid: {', '.join(FITS)}")
+        self.fit = fit
+        self.batch_size = max(1, batch_size)
+        self.progress = progress
+        self.cache = FeatureCache(cache_root or cache_dir(), self.extractor_id, FEATURE_DIM)
+
+    @cached_property
+    def extractor_id(self) -> str:
+        """Name, preprocessing and weights digest: any change gives a fresh cache folder."""
+        digest = hashlib.sha256(self.spec.weights_path().read_bytes()).hexdigest()[:12]
+        return f"{self.spec.name}-{self.fit}-{PREPROCESS_VERSION}-{digest}"
+
+    @cached_property
+    def _model(self):
+        import torch
+
+        from pinid.features.efficientnet import build_model
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        return build_model(self.spec.name)
+
+    def _prepare(self, index: int, path: Path) -> _Prepared:
+        from pinid.features.preprocess import to_tensor
+
+        item = _Prepared(index)
+        try:
+            data = read_image_bytes(path)
+        except UnreadableImage as exc:
+            item.reason = str(exc)
+            return item
+        item.sha256 = hashlib.sha256(data).hexdigest()
+        item.vector = self.cache.get(item.sha256)
+        if item.vector is not None:
+            return item
+        item.reason = self.cache.get_failure(item.sha256)
+        if item.reason is not None:
+            return item
+        try:
+            item.tensor = to_tensor(decode_image(data, path.name), self.spec.resolution, self.fit)
+        except UnreadableImage as exc:
+            item.reason = str(exc)
+            self.cache.put_failure(item.sha256, item.reason)
+        return item
+
+    def _prepared(self, paths: Sequence[Path]) -> Iterator[_Prepared]:
+        """Decode ahead of the model in worker threads, in order, with bounded look-ahead."""
+        lookahead = 4 * self.batch_size + 8
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pinid-decode") as pool:
+            pending: deque[Future] = deque()
+            for index, path in enumerate(paths):
+                pending.append(pool.submit(self._prepare, index, Path(path)))
+                if len(pending) >= lookahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def _forward(self, tensors: list) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self._model(torch.stack(tensors)).float().numpy()
+
+    def extract(self, paths: Sequence[Path], *, what: str = "images") -> FeatureResult:
+        """Features for ``paths`` (cache first); unreadable files get a reason, not an abort."""
+        n = len(paths)
+        result = FeatureResult(np.zeros((n, FEATURE_DIM), np.float32), np.zeros(n, bool))
+        batch: list[_Prepared] = []
+        waiting: dict[str, list[int]] = {}  # sha256 -> rows to fill once its batch has run
+
+        def run_batch() -> None:
+            vectors = self._forward([item.tensor for item in batch])
+            for item, vector in zip(batch, vectors, strict=True):
+                self.cache.put(item.sha256, vector)
+                for row in waiting.pop(item.sha256):
+                    result.features[row] = vector
+                    result.readable[row] = True
+            result.computed += len(batch)
+            batch.clear()
+
+        bar = tqdm(
+            total=n, desc=f"features ({what})", unit="img", disable=None if self.progress else True
+        )
+        for item in self._prepared(paths):
+            bar.update(1)
+            if item.reason is not None:
+                result.unreadable[item.index] = item.reason
+            elif item.vector is not None:
+                result.features[item.index] = item.vector
+                result.readable[item.index] = True
+                result.from_cache += 1
+            elif item.sha256 in waiting:  # same bytes as an image already queued
+                waiting[item.sha256].append(item.index)
+            else:
+                waiting[item.sha256] = [item.index]
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    run_batch()
+        if batch:
+            run_batch()
+        bar.close()
+        return result
+
+    def features_of(self, path: Path) -> np.ndarray:
+        """One image's features; raises UnreadableImage with the reason."""
+        result = self.extract([path], what="query")
+        if not result.readable[0]:
+            raise UnreadableImage(result.unreadable[0])
+        return result.features[0]
+
+
+def check_failure_rate(
+    result: FeatureResult, names: Sequence[str], max_rate: float = MAX_FAILURE_RATE
+) -> None:
+    """Fail a run whose share of unreadable images exceeds ``max_rate``."""
+    n = len(names)
+    if n and len(result.unreadable) / n > max_rate:
+        examples = "; ".join(f"{names[i]}: {r}" for i, r in list(result.unreadable.items())[:3])
+        raise DataError(
+            f"{len(result.unreadable)} of {n} images unreadable "
+            f"({len(result.unreadable) / n:.1%} > {max_rate:.0%} allowed), e.g. {examples}"
+        )

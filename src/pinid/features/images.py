@@ -1,0 +1,96 @@
+"""Robust image decoding: whatever a crawl hands us becomes RGB on white, or a clear reason.
+
+Only the formats pinid accepts are opened; Pillow's decompression-bomb warning is an error;
+truncated files are never half-loaded; EXIF orientation is applied; palette and alpha are
+composited on white; CMYK, 16-bit and 32-bit modes are converted; animations give frame one.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from pinid.data.svg import MAX_SVG_BYTES, SvgError, rasterise
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+"""Above this many pixels an image is refused as a possible decompression bomb (Pillow: 89M)."""
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class UnreadableImage(ValueError):
+    """An image pinid will not use; the message is the reason shown as ``unreadable: <reason>``."""
+
+
+def read_image_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing anything larger than pinid will decode."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_IMAGE_BYTES + 1)
+    except OSError as exc:
+        raise UnreadableImage(f"cannot read file ({exc.strerror})") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise UnreadableImage(f"file larger than {MAX_IMAGE_BYTES // 2**20} MB")
+    if not data:
+        raise UnreadableImage("empty file")
+    return data
+
+
+def decode_image(data: bytes, name: str = "") -> Image.Image:
+    """Decode bytes (JPEG, PNG, WebP, GIF or SVG) to an RGB image, or raise UnreadableImage."""
+    if name.lower().endswith(".svg") or data.lstrip()[:5] in (b"<?xml", b"<svg ", b"<svg>"):
+        if len(data) > MAX_SVG_BYTES:
+            raise UnreadableImage("SVG too large")
+        try:
+            return rasterise(data)
+        except SvgError as exc:
+            raise UnreadableImage(f"SVG {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise UnreadableImage(
+                        f"{img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,} limit"
+                    )
+                img.seek(0)  # first frame of an animation
+                img.load()
+                return _to_rgb(ImageOps.exif_transpose(img))
+        except UnreadableImage:
+            raise
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise UnreadableImage(f"decompression bomb ({exc})") from None
+        except UnidentifiedImageError:
+            raise UnreadableImage(
+                f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)}, SVG)"
+            ) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise UnreadableImage(f"corrupt or truncated ({exc})") from None
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Read and decode one image file."""
+    path = Path(path)
+    return decode_image(read_image_bytes(path), path.name)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        img = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        img.mode in ("L", "RGB") and "transparency" in img.info
+    ):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img.convert("RGB")
