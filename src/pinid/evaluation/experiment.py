@@ -1,0 +1,206 @@
+"""The paper's protocol on one dataset: split 4:1:1, tune C, refit, evaluate every model.
+
+Everything the report and the CLI show comes from the ``results`` dict written here to
+``results.json`` -- one source of truth for every figure.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pinid import __version__
+from pinid._atomic import atomic_write_text
+from pinid.data import Dataset, PinidWarning, Split, load_split, make_split, save_split
+from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
+from pinid.features.extract import MAX_FAILURE_RATE, ImageFeatureExtractor, check_failure_rate
+from pinid.models.fusion import cascade, late
+from pinid.models.identifier import PinFeatures, PinIdentifier
+from pinid.models.modality import C_GRID, make_image_model, make_text_model, select_C
+from pinid.models.ranking import top_k
+from pinid.models.similarity import SPACES
+
+LATE_LAMBDAS = (0.3, 0.5, 0.7)
+TABLE_ROWS = ("text", "image", "late_0.3", "late_0.5", "late_0.7", "cf", "cf_ref")
+
+
+@dataclass
+class PreparedData:
+    """A dataset whose pins all have readable images, with their features."""
+
+    dataset: Dataset
+    features: PinFeatures
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def labels(self) -> np.ndarray:
+        return np.array([p.user for p in self.dataset.pins])
+
+    def part(self, ids: set[str]) -> tuple[PinFeatures, np.ndarray]:
+        rows = np.array([i for i, p in enumerate(self.dataset.pins) if p.pin_id in ids], dtype=int)
+        return self.features.take(rows), self.labels()[rows]
+
+
+def prepare(
+    dataset: Dataset,
+    extractor: ImageFeatureExtractor,
+    *,
+    max_unreadable: float = MAX_FAILURE_RATE,
+    strict: bool = False,
+) -> PreparedData:
+    """Image features for every pin; pins with unreadable images are left out with a warning."""
+    dataset = dataset.drop_small_users(strict=strict)
+    result = extractor.extract([p.image for p in dataset.pins], what="pins")
+    check_failure_rate(result, [str(p.image) for p in dataset.pins], max_unreadable)
+    unreadable = {dataset.pins[i].pin_id: reason for i, reason in result.unreadable.items()}
+    if unreadable:
+        warnings.warn(
+            f"{dataset.source}: {len(unreadable)} pin(s) left out, image unreadable: "
+            + "; ".join(f"{k}: {v}" for k, v in list(unreadable.items())[:5]),
+            PinidWarning,
+            stacklevel=2,
+        )
+    keep = np.flatnonzero(result.readable)
+    kept = Dataset(tuple(dataset.pins[i] for i in keep), dataset.root, dataset.source)
+    kept = kept.drop_small_users(strict=strict)
+    rows = np.array([i for i in keep if dataset.pins[i].user in set(kept.users)], dtype=int)
+    features = PinFeatures([dataset.pins[i].text for i in rows], result.features[rows])
+    return PreparedData(kept, features, unreadable)
+
+
+def tune_C(data: PreparedData, split: Split) -> tuple[dict[str, float], dict[str, dict]]:
+    """C per modality by validation accuracy, each modality on its own."""
+    train_X, train_y = data.part(split.ids("train"))
+    val_X, val_y = data.part(split.ids("val"))
+    text_C, text_scores = select_C(
+        make_text_model(), list(train_X.texts), train_y, list(val_X.texts), val_y, C_GRID
+    )
+    image_C, image_scores = select_C(
+        make_image_model(), train_X.images, train_y, val_X.images, val_y, C_GRID
+    )
+    chosen = {"text": text_C, "image": image_C}
+    return chosen, {"text": text_scores, "image": image_scores}
+
+
+def model_scores(model: PinIdentifier, X: PinFeatures) -> dict[str, np.ndarray]:
+    """Per-user scores of every phase-1 model and baseline (rows: pins, columns: classes_)."""
+    r_text, r_image = model.modality_proba(X)
+    scores = {"text": r_text, "image": r_image}
+    for lam in LATE_LAMBDAS:
+        scores[f"late_{lam}"] = late(r_text, r_image, lam)
+    scores["cf"] = cascade(r_text, r_image)
+    return scores
+
+
+def run_experiment(
+    dataset: Dataset,
+    out: Path,
+    *,
+    seed: int = 0,
+    extractor: ImageFeatureExtractor | None = None,
+    similarity: str = "joint",
+    max_unreadable: float = MAX_FAILURE_RATE,
+    strict: bool = False,
+) -> tuple[dict, PinIdentifier]:
+    """Run the protocol, write ``out/split.json`` and ``out/results.json``, return both."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    extractor = extractor or ImageFeatureExtractor()
+    data = prepare(dataset, extractor, max_unreadable=max_unreadable, strict=strict)
+    timings["features"] = time.perf_counter() - clock
+
+    split_path = out / "split.json"
+    split = _reuse_or_make_split(split_path, data.dataset, seed)
+
+    clock = time.perf_counter()
+    chosen, validation = tune_C(data, split)
+    timings["tune_C"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    model = PinIdentifier(C_text=chosen["text"], C_image=chosen["image"], similarity=similarity)
+    model.fit(*data.part(split.ids("train") | split.ids("val")))
+    timings["refit"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    test_X, test_y = data.part(split.ids("test"))
+    y_true = np.searchsorted(model.classes_, test_y)
+    models, per_user = {}, {}
+    scores = model_scores(model, test_X)
+    for name, matrix in scores.items():
+        models[name], per_user[name] = evaluate_ranking(
+            y_true, top_k(matrix, RECALL_K), model.classes_
+        )
+    for space in SPACES:
+        name = "cf_ref" if space == similarity else f"cf_ref_{space}"
+        refined = model.refine(scores["cf"], test_X, space)
+        models[name], per_user[name] = evaluate_ranking(y_true, refined.users, model.classes_)
+    timings["evaluate"] = time.perf_counter() - clock
+
+    counts = {part: len(split.ids(part)) for part in ("train", "val", "test")}
+    results = {
+        "pinid_version": __version__,
+        "dataset": {
+            "source": str(dataset.source),
+            "n_users": len(data.dataset.users),
+            "n_pins": len(data.dataset),
+            "n_train": counts["train"],
+            "n_val": counts["val"],
+            "n_test": counts["test"],
+            "unreadable": data.unreadable,
+        },
+        "protocol": {
+            "seed": seed,
+            "split": "4:1:1 per user",
+            "C_grid": list(C_GRID),
+            "similarity": similarity,
+            "top_k": model.top_k,
+            "extractor": extractor.extractor_id,
+        },
+        "models": models,
+        "per_user_f1": per_user,
+        "chosen_C": chosen,
+        "validation_accuracy": {
+            m: {str(c): a for c, a in s.items()} for m, s in validation.items()
+        },
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+    }
+    atomic_write_text(
+        out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    )
+    return results, model
+
+
+def _reuse_or_make_split(path: Path, dataset: Dataset, seed: int) -> Split:
+    """A rerun into the same folder uses exactly the saved split, if it still fits the data."""
+    if path.exists():
+        split = load_split(path)
+        if split.seed == seed and set(split.assignment) == {p.pin_id for p in dataset.pins}:
+            return split
+        warnings.warn(
+            f"{path}: saved split does not match this data/seed; made anew",
+            PinidWarning,
+            stacklevel=3,
+        )
+    split = make_split(dataset, seed)
+    save_split(split, path)
+    return split
+
+
+def format_table(results: dict) -> str:
+    """Table 2 of the paper: every model's accuracy, macro-F1 and recall@10 in %."""
+    header = f"{'model':<14}{'accuracy':>10}{'macro-F1':>10}{'recall@10':>11}"
+    lines = [header, "-" * len(header)]
+    rows = list(TABLE_ROWS) + [m for m in results["models"] if m not in TABLE_ROWS]
+    for name in rows:
+        m = results["models"][name]
+        lines.append(
+            f"{name:<14}{100 * m['accuracy']:>10.1f}{100 * m['macro_f1']:>10.1f}"
+            f"{100 * m['recall_at_10']:>11.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""The paper's two-phase identifier: per-modality models, cascade fusion, refinement.
+
+:class:`PinIdentifier` follows scikit-learn's conventions (parameters in ``__init__``, learned
+state ending in ``_``, ``fit`` returns ``self``, probability columns follow ``classes_``); its
+input is :class:`PinFeatures` because a pin has two modalities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from pinid.models.fusion import cascade
+from pinid.models.modality import make_image_model, make_text_model
+from pinid.models.refinement import TOP_K, Refined, SimilarityRefiner
+from pinid.models.similarity import make_space
+
+
+@dataclass
+class PinFeatures:
+    """Row-aligned pins: raw texts and CNN image features.
+
+    ``has_text``/``has_image`` say whether a modality was given at all (default: both); an
+    empty text that was given still goes through the text model, as in the paper's protocol.
+    """
+
+    texts: Sequence[str]
+    images: np.ndarray
+    has_text: np.ndarray | None = None
+    has_image: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        if self.images.shape[0] != n:
+            raise ValueError(f"{n} texts but {self.images.shape[0]} image rows")
+        if self.has_text is None:
+            self.has_text = np.ones(n, dtype=bool)
+        if self.has_image is None:
+            self.has_image = np.ones(n, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, rows: np.ndarray) -> PinFeatures:
+        rows = np.asarray(rows)
+        return PinFeatures(
+            [self.texts[i] for i in rows],
+            self.images[rows],
+            self.has_text[rows],
+            self.has_image[rows],
+        )
+
+
+class PinIdentifier(ClassifierMixin, BaseEstimator):
+    """Text and image logistic regressions, cascade fusion, top-k refinement by similarity."""
+
+    def __init__(
+        self,
+        C_text: float = 1.0,
+        C_image: float = 1.0,
+        similarity: str = "joint",
+        top_k: int = TOP_K,
+    ) -> None:
+        self.C_text = C_text
+        self.C_image = C_image
+        self.similarity = similarity
+        self.top_k = top_k
+
+    def fit(self, X: PinFeatures, y: Sequence[str]) -> PinIdentifier:
+        y = np.asarray(y)
+        if not (X.has_image.all()):
+            raise ValueError("training pins need an image; drop unreadable ones first")
+        self.classes_ = np.unique(y)
+        self.text_model_ = make_text_model(self.C_text).fit(list(X.texts), y)
+        self.image_model_ = make_image_model(self.C_image).fit(X.images, y)
+        for model in (self.text_model_, self.image_model_):
+            assert np.array_equal(model.classes_, self.classes_)
+        self.train_y_ = np.searchsorted(self.classes_, y)
+        self.train_text_ = self.text_vectors(X.texts)
+        self.train_image_ = self.image_vectors(X.images)
+        self.refiners_: dict[str, SimilarityRefiner] = {}
+        return self
+
+    # --- representations -------------------------------------------------------------------
+    def text_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """tf-idf rows (L2-normalised; all-zero when no dictionary word occurs)."""
+        return sp.csr_matrix(self.text_model_.named_steps["tfidf"].transform(list(texts)))
+
+    def image_vectors(self, images: np.ndarray) -> np.ndarray:
+        """L2-normalised CNN features, the space the image classifier sees."""
+        return self.image_model_.named_steps["l2"].transform(images).astype(np.float32)
+
+    # --- phase 1 and fusion ------------------------------------------------------------------
+    def modality_proba(self, X: PinFeatures) -> tuple[np.ndarray, np.ndarray]:
+        """r_text and r_image; a missing modality contributes ones (no information)."""
+        n, m = len(X), len(self.classes_)
+        r_text, r_image = np.ones((n, m)), np.ones((n, m))
+        if X.has_text.any():
+            texts = [X.texts[i] for i in np.flatnonzero(X.has_text)]
+            r_text[X.has_text] = self.text_model_.predict_proba(texts)
+        if X.has_image.any():
+            r_image[X.has_image] = self.image_model_.predict_proba(X.images[X.has_image])
+        return r_text, r_image
+
+    def predict_proba(self, X: PinFeatures) -> np.ndarray:
+        """The cascade's per-user scores (phase 1), renormalised to sum to one per pin."""
+        return cascade(*self.modality_proba(X))
+
+    # --- phase 2 -----------------------------------------------------------------------------
+    def refiner(self, space: str | None = None) -> SimilarityRefiner:
+        space = space or self.similarity
+        if space not in self.refiners_:
+            blocks = make_space(space, self.train_text_, self.train_image_)
+            self.refiners_[space] = SimilarityRefiner(self.top_k).fit(blocks, self.train_y_)
+        return self.refiners_[space]
+
+    def refine(self, scores: np.ndarray, X: PinFeatures, space: str | None = None) -> Refined:
+        """Re-rank each pin's top-k users of ``scores`` by their most similar training pin."""
+        images = self.image_vectors(X.images) * X.has_image[:, None]
+        query = make_space(space or self.similarity, self.text_vectors(X.texts), images)
+        return self.refiner(space).refine(scores, query)
+
+    def rank(self, X: PinFeatures) -> Refined:
+        """The final ranking (cascade + refinement) with evidence, best first."""
+        return self.refine(self.predict_proba(X), X)
+
+    def predict(self, X: PinFeatures) -> np.ndarray:
+        return self.classes_[self.rank(X).users[:, 0]]

@@ -1,0 +1,59 @@
+"""Phase 1 of the paper: one multinomial logistic regression per modality.
+
+Each model is a plain scikit-learn :class:`~sklearn.pipeline.Pipeline`, so it composes and
+reads as usual: text is tf-idf over the paper's cleaned words, image is L2-normalised CNN
+features. ``C`` is chosen on the validation split by accuracy, then the model is refit on
+train + validation (which, for text, rebuilds the dictionary on both, as the paper does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer
+
+from pinid.features.text import make_text_vectorizer
+
+C_GRID = (0.1, 1.0, 10.0, 100.0)
+MAX_ITER = 1000
+
+
+def _logistic(C: float) -> LogisticRegression:
+    # lbfgs fits the multinomial (softmax) model for multi-class targets.
+    return LogisticRegression(C=C, solver="lbfgs", max_iter=MAX_ITER, tol=1e-4)
+
+
+def make_text_model(C: float = 1.0) -> Pipeline:
+    """tf-idf (dictionary from the fitted pins, words in one pin dropped) -> logistic regression."""
+    return Pipeline([("tfidf", make_text_vectorizer()), ("logistic", _logistic(C))])
+
+
+def make_image_model(C: float = 1.0) -> Pipeline:
+    """L2-normalised CNN features -> logistic regression.
+
+    Measured on openclipart (seed 0): standardising the features instead gave similar image
+    accuracy but over-confident probabilities at the C validation picks, which dragged the
+    cascade below text alone (78.3% vs 85.3% with L2).
+    """
+    return Pipeline([("l2", Normalizer()), ("logistic", _logistic(C))])
+
+
+def select_C(
+    model: Pipeline,
+    X_train,
+    y_train: np.ndarray,
+    X_val,
+    y_val: np.ndarray,
+    grid: Sequence[float] = C_GRID,
+) -> tuple[float, dict[float, float]]:
+    """The C of ``grid`` with the best validation accuracy (ties: the smaller C), and all scores."""
+    scores: dict[float, float] = {}
+    for C in grid:
+        candidate = clone(model).set_params(logistic__C=C).fit(X_train, y_train)
+        scores[C] = float(np.mean(candidate.predict(X_val) == y_val))
+    best = max(grid, key=lambda C: (scores[C], -C))
+    return best, scores
