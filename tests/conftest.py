@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 OPENCLIPART_SAMPLE = FIXTURES / "openclipart"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Never touch the user's ~/.cache/pinid from a test."""
-    monkeypatch.setenv("PINID_CACHE_DIR", str(tmp_path_factory.mktemp("pinid-cache")))
+def pytest_configure(config) -> None:
+    """Never touch the user's ~/.cache/pinid from a test (subprocesses inherit this too)."""
+    os.environ["PINID_CACHE_DIR"] = tempfile.mkdtemp(prefix="pinid-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory) -> Path:
+    """The committed openclipart sample built into a manifest: 4 users x 5 real clips."""
+    from pinid.data.openclipart import build_corpus
+
+    out = tmp_path_factory.mktemp("sample-corpus")
+    build_corpus(out, min_pins=5, source=OPENCLIPART_SAMPLE, workers=1)
+    return out / "manifest.jsonl"
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (48, 40)) -> Path:

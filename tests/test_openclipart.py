@@ -16,11 +16,9 @@ from pinid.data.svg import SvgError, rasterise, read_metadata
 from tests.conftest import OPENCLIPART_SAMPLE
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("oc")
-    build_corpus(out, min_pins=5, max_pins=150, source=OPENCLIPART_SAMPLE, workers=1)
-    return out
+@pytest.fixture
+def corpus(sample_corpus) -> Path:
+    return sample_corpus.parent
 
 
 def test_corpus_has_one_pin_per_clip_with_creator_and_board(corpus):

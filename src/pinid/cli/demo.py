@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pinid.data import load_dataset
 from pinid.data.openclipart import build_corpus
+from pinid.evaluation.experiment import format_table, run_experiment
 
 HELP = "build the openclipart corpus and run the paper's experiment on it"
 
@@ -19,5 +21,13 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     summary = build_corpus(out / "corpus", seed=args.seed)
     print("\n".join(summary.lines()))
-    print(f"corpus manifest: {out / 'corpus' / 'manifest.jsonl'}")
+    results, _ = run_experiment(
+        load_dataset(out / "corpus" / "manifest.jsonl"), out, seed=args.seed
+    )
+    print()
+    print(format_table(results))
+    print(f"\ncorpus:  {out / 'corpus' / 'manifest.jsonl'}")
+    print(f"results: {out / 'results.json'}")
+    print(f"model:   {out / 'model'}")
+    print(f'try:     pinid predict --model {out / "model"} --text "red apple fruit" --json')
     return 0

@@ -10,7 +10,6 @@ import json
 import platform
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,58 +18,18 @@ from pinid import __version__
 from pinid._atomic import atomic_write_text
 from pinid.data import Dataset, PinidWarning, Split, load_split, make_split, save_split
 from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
-from pinid.features.extract import MAX_FAILURE_RATE, ImageFeatureExtractor, check_failure_rate
+from pinid.features.dataset import PinFeatures, PreparedData, prepare
+from pinid.features.extract import MAX_FAILURE_RATE, ImageFeatureExtractor
 from pinid.models.fusion import cascade, late
-from pinid.models.identifier import PinFeatures, PinIdentifier
+from pinid.models.identifier import PinIdentifier
+from pinid.models.io import save_model
 from pinid.models.modality import C_GRID, make_image_model, make_text_model, select_C
 from pinid.models.ranking import top_k
 from pinid.models.similarity import SPACES
+from pinid.models.training import extractor_record, fit_identifier
 
 LATE_LAMBDAS = (0.3, 0.5, 0.7)
 TABLE_ROWS = ("text", "image", "late_0.3", "late_0.5", "late_0.7", "cf", "cf_ref")
-
-
-@dataclass
-class PreparedData:
-    """A dataset whose pins all have readable images, with their features."""
-
-    dataset: Dataset
-    features: PinFeatures
-    unreadable: dict[str, str] = field(default_factory=dict)
-
-    def labels(self) -> np.ndarray:
-        return np.array([p.user for p in self.dataset.pins])
-
-    def part(self, ids: set[str]) -> tuple[PinFeatures, np.ndarray]:
-        rows = np.array([i for i, p in enumerate(self.dataset.pins) if p.pin_id in ids], dtype=int)
-        return self.features.take(rows), self.labels()[rows]
-
-
-def prepare(
-    dataset: Dataset,
-    extractor: ImageFeatureExtractor,
-    *,
-    max_unreadable: float = MAX_FAILURE_RATE,
-    strict: bool = False,
-) -> PreparedData:
-    """Image features for every pin; pins with unreadable images are left out with a warning."""
-    dataset = dataset.drop_small_users(strict=strict)
-    result = extractor.extract([p.image for p in dataset.pins], what="pins")
-    check_failure_rate(result, [str(p.image) for p in dataset.pins], max_unreadable)
-    unreadable = {dataset.pins[i].pin_id: reason for i, reason in result.unreadable.items()}
-    if unreadable:
-        warnings.warn(
-            f"{dataset.source}: {len(unreadable)} pin(s) left out, image unreadable: "
-            + "; ".join(f"{k}: {v}" for k, v in list(unreadable.items())[:5]),
-            PinidWarning,
-            stacklevel=2,
-        )
-    keep = np.flatnonzero(result.readable)
-    kept = Dataset(tuple(dataset.pins[i] for i in keep), dataset.root, dataset.source)
-    kept = kept.drop_small_users(strict=strict)
-    rows = np.array([i for i in keep if dataset.pins[i].user in set(kept.users)], dtype=int)
-    features = PinFeatures([dataset.pins[i].text for i in rows], result.features[rows])
-    return PreparedData(kept, features, unreadable)
 
 
 def tune_C(data: PreparedData, split: Split) -> tuple[dict[str, float], dict[str, dict]]:
@@ -107,7 +66,7 @@ def run_experiment(
     max_unreadable: float = MAX_FAILURE_RATE,
     strict: bool = False,
 ) -> tuple[dict, PinIdentifier]:
-    """Run the protocol, write ``out/split.json`` and ``out/results.json``, return both."""
+    """Run the protocol; write ``out/split.json``, ``out/results.json`` and ``out/model/``."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     extractor = extractor or ImageFeatureExtractor()
@@ -122,8 +81,9 @@ def run_experiment(
     timings["tune_C"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    model = PinIdentifier(C_text=chosen["text"], C_image=chosen["image"], similarity=similarity)
-    model.fit(*data.part(split.ids("train") | split.ids("val")))
+    model, training_pins = fit_identifier(
+        data, split.ids("train") | split.ids("val"), chosen, similarity
+    )
     timings["refit"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -170,6 +130,7 @@ def run_experiment(
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
+    save_model(out / "model", model, training_pins, extractor_record(extractor), seed=seed)
     atomic_write_text(
         out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     )

@@ -1,0 +1,3 @@
+from pinid.cli import main
+
+raise SystemExit(main())

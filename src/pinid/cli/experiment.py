@@ -1,0 +1,47 @@
+"""``pinid experiment``: the paper's protocol on a dataset, table 2 and results.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pinid.cli._options import add_data_option, add_extractor_options
+from pinid.data import load_dataset
+from pinid.evaluation.experiment import format_table, run_experiment
+from pinid.features.extract import ImageFeatureExtractor
+from pinid.models.similarity import SPACES
+
+HELP = "run the paper's protocol (split 4:1:1, tune C, refit, test every model)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_option(parser)
+    parser.add_argument("--out", required=True, help="run folder for results.json and model/")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    parser.add_argument(
+        "--similarity", default="joint", choices=SPACES, help="space of the refinement (cf_ref)"
+    )
+    parser.add_argument("--strict", action="store_true", help="too-small users are an error")
+    add_extractor_options(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    results, _ = run_experiment(
+        load_dataset(args.data),
+        out,
+        seed=args.seed,
+        extractor=ImageFeatureExtractor(args.extractor, batch_size=args.batch_size),
+        similarity=args.similarity,
+        max_unreadable=args.max_unreadable,
+        strict=args.strict,
+    )
+    d = results["dataset"]
+    print(
+        f"{d['n_users']} users, {d['n_pins']} pins "
+        f"(train {d['n_train']} / val {d['n_val']} / test {d['n_test']}); "
+        f"C text {results['chosen_C']['text']:g}, image {results['chosen_C']['image']:g}"
+    )
+    print(format_table(results))
+    print(f"results: {out / 'results.json'}\nmodel: {out / 'model'}")
+    return 0

@@ -1,0 +1,65 @@
+"""``pinid predict``: who posted this pin? Ranked users with evidence, for one pin or many."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pinid._atomic import atomic_open
+from pinid.data import load_dataset
+from pinid.errors import DataError, PinidError
+from pinid.models.predictor import Predictor
+
+HELP = "rank the users who may have posted a pin (or every pin of a dataset)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder (from train or experiment)")
+    parser.add_argument("--image", help="the pin's image")
+    parser.add_argument("--text", help="the pin's text")
+    parser.add_argument("--top", type=int, default=10, help="how many users to list (max 10)")
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.add_argument("--data", help="batch: a manifest or folder of pins to identify")
+    parser.add_argument("--out", help="batch: JSON Lines file to write, one line per pin")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.data or args.out:
+        if not (args.data and args.out):
+            raise PinidError("batch prediction needs both --data and --out")
+        return _batch(args)
+    if args.image is None and not (args.text and args.text.strip()):
+        raise PinidError("give --image, --text or both (or --data and --out for a batch)")
+    image = Path(args.image) if args.image else None
+    if image is not None and not image.is_file():
+        raise DataError(f"{image}: image file not found")
+    answer = Predictor(args.model).identify([args.text], [image], top=args.top)[0]
+    if "image_error" in answer:
+        raise DataError(f"{image}: {answer['image_error']}")
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return 0
+    print(f"used: {' + '.join(answer['used'])}")
+    for rank, entry in enumerate(answer["ranking"], start=1):
+        evidence = entry["evidence"]
+        print(
+            f"{rank:>2}. {entry['user']:<32} score {entry['score']:.4f}  "
+            f"evidence {evidence['pin_id']} (similarity {evidence['similarity']:.2f}): "
+            f"{evidence['text'][:60]!r}"
+        )
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.data)
+    predictor = Predictor(args.model, progress=True)
+    answers = predictor.identify(
+        [p.text for p in dataset.pins], [p.image for p in dataset.pins], top=args.top
+    )
+    with atomic_open(args.out, "w", encoding="utf-8") as fh:
+        for pin, answer in zip(dataset.pins, answers, strict=True):
+            fh.write(json.dumps({"pin_id": pin.pin_id, **answer}, ensure_ascii=False) + "\n")
+    unreadable = sum("image_error" in a for a in answers)
+    print(f"{len(answers)} pins identified -> {args.out} ({unreadable} with unreadable image)")
+    return 0

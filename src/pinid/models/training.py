@@ -1,0 +1,31 @@
+"""Fitting the final identifier on chosen pins and describing it for the model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pinid.features.dataset import PreparedData
+from pinid.features.extract import ImageFeatureExtractor
+from pinid.models.identifier import PinIdentifier
+from pinid.models.io import TrainingPins
+
+
+def fit_identifier(
+    data: PreparedData, pin_ids: set[str], C: dict[str, float], similarity: str = "joint"
+) -> tuple[PinIdentifier, TrainingPins]:
+    """Fit on the pins in ``pin_ids``; return the model and its training pins (for evidence)."""
+    rows = np.array([i for i, p in enumerate(data.dataset.pins) if p.pin_id in pin_ids], dtype=int)
+    X, y = data.features.take(rows), data.labels()[rows]
+    model = PinIdentifier(C_text=C["text"], C_image=C["image"], similarity=similarity).fit(X, y)
+    pins = [data.dataset.pins[i] for i in rows]
+    return model, TrainingPins(
+        pin_ids=[p.pin_id for p in pins],
+        texts=[p.text for p in pins],
+        images=[str(p.image.resolve()) for p in pins],
+        users=[p.user for p in pins],
+    )
+
+
+def extractor_record(extractor: ImageFeatureExtractor) -> dict:
+    """What a model needs to compute the same image features at prediction time."""
+    return {"name": extractor.spec.name, "fit": extractor.fit, "id": extractor.extractor_id}

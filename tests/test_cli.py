@@ -1,0 +1,152 @@
+"""The commands end to end on the committed openclipart sample: experiment, train, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pinid.cli import main
+from pinid.data import load_dataset
+from pinid.evaluation.experiment import TABLE_ROWS
+
+MODEL_ROWS = (*TABLE_ROWS, "cf_ref_text", "cf_ref_image")
+
+
+@pytest.fixture(scope="module")
+def run_dir(sample_corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    assert main(["experiment", "--data", str(sample_corpus), "--out", str(out)]) == 0
+    return out
+
+
+def test_experiment_writes_results_with_every_model_and_key(run_dir):
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["dataset"] | {"unreadable": {}} == results["dataset"]
+    d = results["dataset"]
+    assert (d["n_users"], d["n_pins"], d["n_train"], d["n_val"], d["n_test"]) == (4, 20, 12, 4, 4)
+    assert set(results["models"]) == set(MODEL_ROWS)
+    for metrics in results["models"].values():
+        assert set(metrics) == {"accuracy", "macro_f1", "recall_at_10"}
+        assert all(0.0 <= v <= 1.0 for v in metrics.values())
+        assert metrics["recall_at_10"] == 1.0  # four users: all are in the top 10
+    assert set(results["per_user_f1"]) == set(MODEL_ROWS)
+    assert len(results["per_user_f1"]["cf_ref"]) == 4
+    assert set(results["chosen_C"]) == {"text", "image"}
+    assert all(c in (0.1, 1.0, 10.0, 100.0) for c in results["chosen_C"].values())
+    assert {"features", "tune_C", "refit", "evaluate"} <= set(results["timings_s"])
+    assert (run_dir / "model" / "model.json").is_file()
+
+
+def test_experiment_prints_table_2(sample_corpus, tmp_path, capsys):
+    assert main(["experiment", "--data", str(sample_corpus), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy  macro-F1  recall@10" in out
+    for row in TABLE_ROWS:
+        assert f"\n{row} " in out
+
+
+def test_rerun_reuses_the_saved_split(run_dir, sample_corpus, tmp_path):
+    import shutil
+
+    shutil.copy(run_dir / "split.json", tmp_path / "split.json")
+    before = (tmp_path / "split.json").read_bytes()
+    assert main(["experiment", "--data", str(sample_corpus), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "split.json").read_bytes() == before
+    first = json.loads((run_dir / "results.json").read_text())["models"]
+    assert json.loads((tmp_path / "results.json").read_text())["models"] == first
+
+
+def _predict_json(capsys, *args) -> dict:
+    assert main(["predict", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_predict_a_training_pin_names_its_user_with_itself_as_evidence(run_dir, capsys):
+    doc = json.loads((run_dir / "model" / "model.json").read_text())["training_pins"]
+    pin = 0
+    answer = _predict_json(
+        capsys, "--model", str(run_dir / "model"), "--image", doc["image"][pin], "--text",
+        doc["text"][pin],
+    )  # fmt: skip
+    assert answer["used"] == ["text", "image"]
+    best = answer["ranking"][0]
+    assert best["user"] == doc["user"][pin]
+    assert best["evidence"]["pin_id"] == doc["pin_id"][pin]
+    assert best["evidence"]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert set(best) == {"user", "score", "text_prob", "image_prob", "evidence"}
+    assert set(best["evidence"]) == {"pin_id", "text", "image", "similarity"}
+    scores = [entry["score"] for entry in answer["ranking"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 4
+
+
+def test_predict_with_one_modality_says_which(run_dir, capsys):
+    model = str(run_dir / "model")
+    text_only = _predict_json(capsys, "--model", model, "--text", "telephone lutte incendie")
+    assert text_only["used"] == ["text"]
+    assert text_only["ranking"][0]["user"] == "yves GUILLOU"
+    assert text_only["ranking"][0]["image_prob"] is None
+    image = json.loads((run_dir / "model" / "model.json").read_text())["training_pins"]["image"][1]
+    image_only = _predict_json(capsys, "--model", model, "--image", image, "--top", "2")
+    assert image_only["used"] == ["image"] and len(image_only["ranking"]) == 2
+    assert image_only["ranking"][0]["text_prob"] is None
+
+
+def test_batch_predict_writes_one_line_per_pin(run_dir, sample_corpus, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    args = ["predict", "--model", str(run_dir / "model"), "--data", str(sample_corpus)]
+    assert main([*args, "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    dataset = load_dataset(sample_corpus)
+    assert [line["pin_id"] for line in lines] == [p.pin_id for p in dataset.pins]
+    pairs = zip(lines, dataset.pins, strict=True)
+    correct = np.mean([line["ranking"][0]["user"] == pin.user for line, pin in pairs])
+    assert correct >= 0.8  # most of these pins were trained on
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give --image, --text or both"),
+        (["--image", "missing.png"], "missing.png: image file not found"),
+        (["--data", "x.jsonl"], "needs both --data and --out"),
+    ],
+)
+def test_predict_input_errors_are_one_line(run_dir, capsys, args, message):
+    assert main(["predict", "--model", str(run_dir / "model"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_predict_unreadable_image_is_one_line(run_dir, tmp_path, capsys):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not an image")
+    assert main(["predict", "--model", str(run_dir / "model"), "--image", str(fake)]) == 2
+    err = capsys.readouterr().err
+    assert f"{fake}: unreadable: not an image" in err and err.count("\n") == 1
+
+
+def test_tampered_model_is_refused(run_dir, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(run_dir / "model", model)
+    data = bytearray((model / "arrays.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model / "arrays.npz").write_bytes(bytes(data))
+    assert main(["predict", "--model", str(model), "--text", "monkey"]) == 2
+    assert "does not match its recorded sha256" in capsys.readouterr().err
+
+
+def test_missing_model_folder_is_one_line(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path / "none"), "--text", "x"]) == 2
+    assert "not a pinid model folder" in capsys.readouterr().err
+
+
+def test_train_fits_on_every_pin(sample_corpus, tmp_path, capsys):
+    assert main(["train", "--data", str(sample_corpus), "--out", str(tmp_path / "m")]) == 0
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert len(doc["training_pins"]["pin_id"]) == 20 and len(doc["classes"]) == 4
+    assert "model of 4 users from 20 pins" in capsys.readouterr().out

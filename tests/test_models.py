@@ -1,0 +1,73 @@
+"""Fusion, refinement and top-k on small hand-made inputs whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from pinid.models.fusion import cascade, late
+from pinid.models.ranking import top_k
+from pinid.models.refinement import SimilarityRefiner
+from pinid.models.similarity import cosine, make_space
+
+
+def test_cascade_is_the_elementwise_product_renormalised():
+    r_text = np.array([[0.6, 0.3, 0.1]])
+    r_image = np.array([[0.2, 0.5, 0.3]])
+    fused = cascade(r_text, r_image)
+    expected = np.array([[0.12, 0.15, 0.03]]) / 0.30
+    np.testing.assert_allclose(fused, expected)
+    assert fused.argmax() == 1  # text alone would pick user 0
+
+
+def test_late_fusion_weights_image_by_lambda():
+    r_text, r_image = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    np.testing.assert_allclose(late(r_text, r_image, 0.3), [[0.7, 0.3]])
+
+
+def test_top_k_is_sorted_and_breaks_ties_by_index():
+    scores = np.array([[0.1, 0.5, 0.5, 0.0, 0.9]])
+    assert top_k(scores, 3).tolist() == [[4, 1, 2]]
+    assert top_k(scores, 10).tolist() == [[4, 1, 2, 0, 3]]
+
+
+def _toy_refiner(chunk_size=256):
+    # users 0, 1, 2 with two training pins each, in a 2-d image space
+    train = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 1], [0.7, 0.7]], dtype=float)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    blocks = make_space("image", sp.csr_matrix((6, 1)), train)
+    return SimilarityRefiner(top_k=2, chunk_size=chunk_size).fit(blocks, y)
+
+
+def test_refinement_reweights_only_the_top_k_by_best_similarity():
+    refiner = _toy_refiner()
+    scores = np.array([[0.40, 0.35, 0.25]])  # user 2 is outside the top 2
+    query = make_space("image", sp.csr_matrix((1, 1)), np.array([[0.0, 1.0]]))
+    refined = refiner.refine(scores, query)
+    assert refined.users.tolist() == [[1, 0]]  # user 1's pin (0, 1) matches exactly
+    np.testing.assert_allclose(refined.similarity[0, 0], 1.0)
+    np.testing.assert_allclose(refined.scores[0, 0], 0.35 * 1.0)
+    expected_l0 = 0.1 / np.hypot(0.9, 0.1)  # best of user 0's pins against (0, 1)
+    np.testing.assert_allclose(refined.similarity[0, 1], expected_l0, rtol=1e-6)
+    assert refined.evidence[0].tolist() == [2, 1]  # the training pins that gave those maxima
+
+
+def test_refinement_is_the_same_in_chunks_of_one():
+    rng = np.random.default_rng(0)
+    scores = rng.random((7, 3))
+    query = make_space("image", sp.csr_matrix((7, 1)), rng.random((7, 2)))
+    whole = _toy_refiner(256).refine(scores, query)
+    pieces = _toy_refiner(1).refine(scores, query)
+    np.testing.assert_array_equal(whole.users, pieces.users)
+    np.testing.assert_array_equal(whole.evidence, pieces.evidence)
+    np.testing.assert_allclose(whole.similarity, pieces.similarity, rtol=1e-6)  # float32 BLAS
+
+
+def test_joint_space_is_unit_norm_and_falls_back_to_the_present_modality():
+    text = sp.csr_matrix(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    image = np.array([[1.0, 0.0], [2.0, 0.0]])
+    blocks = make_space("joint", text, image)
+    sims = cosine(blocks, blocks)
+    np.testing.assert_allclose(np.diag(sims), [1.0, 1.0], rtol=1e-6)
+    # pin 1 has no text: its similarity to pin 0 is image-only cosine scaled by pin 0's share
+    np.testing.assert_allclose(sims[0, 1], 1 / np.sqrt(2), rtol=1e-6)
