@@ -134,7 +134,9 @@ def scan(source: Path) -> tuple[list[Clip], Counter[str]]:
     clips: list[Clip] = []
     skipped: Counter[str] = Counter()
     seen: set[str] = set()
-    for path in sorted(source.rglob("*.svg")):
+    for path in tqdm(
+        sorted(source.rglob("*.svg")), desc="reading SVG metadata", unit="file", disable=None
+    ):
         if path.is_symlink():
             skipped["duplicate (symlink)"] += 1
             continue

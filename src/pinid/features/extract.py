@@ -87,6 +87,11 @@ class ImageFeatureExtractor:
         torch.set_num_threads(os.cpu_count() or 1)
         return build_model(self.spec.name)
 
+    def load(self) -> ImageFeatureExtractor:
+        """Load the CNN now (it is otherwise loaded on the first image that needs it)."""
+        self._model  # noqa: B018 -- cached_property: the access is the load
+        return self
+
     def _prepare(self, index: int, path: Path) -> _Prepared:
         from pinid.features.preprocess import to_tensor
 
