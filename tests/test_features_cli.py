@@ -22,7 +22,7 @@ def test_second_run_takes_everything_from_the_cache(sample_corpus, capsys, tmp_p
     assert main(["features", "--data", str(sample_corpus)]) == 0
     second = capsys.readouterr().out
     assert "20 pins, " in first and "0 from cache" in first
-    assert "0 computed, 20 from cache, 0 unreadable" in second
+    assert "0 computed, 20 from cache, 0 same image as another pin, 0 unreadable" in second
 
 
 def test_unreadable_images_are_named_and_the_rate_enforced(tmp_path, capsys):

@@ -71,3 +71,23 @@ def test_joint_space_is_unit_norm_and_falls_back_to_the_present_modality():
     np.testing.assert_allclose(np.diag(sims), [1.0, 1.0], rtol=1e-6)
     # pin 1 has no text: its similarity to pin 0 is image-only cosine scaled by pin 0's share
     np.testing.assert_allclose(sims[0, 1], 1 / np.sqrt(2), rtol=1e-6)
+
+
+def test_estimators_follow_scikit_learn_conventions():
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_no_attributes_set_in_init,
+        check_parameters_default_constructible,
+        check_set_params,
+    )
+
+    from pinid.models.identifier import PinIdentifier
+
+    for estimator in (PinIdentifier(C_text=10.0, similarity="text"), SimilarityRefiner(top_k=5)):
+        name = type(estimator).__name__
+        check_no_attributes_set_in_init(name, estimator)
+        check_get_params_invariance(name, estimator)
+        check_set_params(name, estimator)
+        check_parameters_default_constructible(name, estimator)
+        assert clone(estimator).get_params() == estimator.get_params()

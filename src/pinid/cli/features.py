@@ -22,7 +22,8 @@ def main(args: argparse.Namespace) -> int:
     result = extractor.extract([pin.image for pin in dataset.pins])
     print(
         f"{dataset.source}: {len(dataset)} pins, {result.computed} computed, "
-        f"{result.from_cache} from cache, {len(result.unreadable)} unreadable"
+        f"{result.from_cache} from cache, {result.duplicates} same image as another pin, "
+        f"{len(result.unreadable)} unreadable"
     )
     for index, reason in sorted(result.unreadable.items()):
         pin = dataset.pins[index]

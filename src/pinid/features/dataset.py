@@ -85,6 +85,7 @@ def prepare(
     keep = np.flatnonzero(result.readable)
     kept = Dataset(tuple(dataset.pins[i] for i in keep), dataset.root, dataset.source)
     kept = kept.drop_small_users(strict=strict)
-    rows = np.array([i for i in keep if dataset.pins[i].user in set(kept.users)], dtype=int)
+    users = set(kept.users)
+    rows = np.array([i for i in keep if dataset.pins[i].user in users], dtype=int)
     features = PinFeatures([dataset.pins[i].text for i in rows], result.features[rows])
     return PreparedData(kept, features, unreadable)

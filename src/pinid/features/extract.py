@@ -30,6 +30,7 @@ DEFAULT_FIT = "pad"
 DEFAULT_BATCH_SIZE = 4
 """Small batches: with glibc malloc, throughput collapses at batch 16+ (ENGINEERING.md)."""
 MAX_FAILURE_RATE = 0.05
+DECODE_THREADS = 2
 
 
 @dataclass
@@ -41,6 +42,8 @@ class FeatureResult:
     unreadable: dict[int, str] = field(default_factory=dict)
     computed: int = 0
     from_cache: int = 0
+    duplicates: int = 0
+    """Pins whose image bytes equal another pin's in the same run: computed once, shared."""
 
 
 @dataclass
@@ -118,7 +121,9 @@ class ImageFeatureExtractor:
     def _prepared(self, paths: Sequence[Path]) -> Iterator[_Prepared]:
         """Decode ahead of the model in worker threads, in order, with bounded look-ahead."""
         lookahead = 4 * self.batch_size + 8
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pinid-decode") as pool:
+        with ThreadPoolExecutor(
+            max_workers=DECODE_THREADS, thread_name_prefix="pinid-decode"
+        ) as pool:
             pending: deque[Future] = deque()
             for index, path in enumerate(paths):
                 pending.append(pool.submit(self._prepare, index, Path(path)))
@@ -163,6 +168,7 @@ class ImageFeatureExtractor:
                 result.from_cache += 1
             elif item.sha256 in waiting:  # same bytes as an image already queued
                 waiting[item.sha256].append(item.index)
+                result.duplicates += 1
             else:
                 waiting[item.sha256] = [item.index]
                 batch.append(item)
