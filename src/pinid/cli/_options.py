@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pinid.features.efficientnet import EXTRACTOR_NAMES
-from pinid.features.extract import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
+from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, EXTRACTOR_NAMES, MAX_FAILURE_RATE
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:

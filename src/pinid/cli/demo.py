@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pinid.data import load_dataset
-from pinid.data.openclipart import build_corpus
-from pinid.evaluation.experiment import format_table, run_experiment
-
 HELP = "build the openclipart corpus and run the paper's experiment on it"
 
 
@@ -18,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid.data import load_dataset
+    from pinid.data.openclipart import build_corpus
+    from pinid.evaluation.experiment import format_table, run_experiment
+
     out = Path(args.out)
     summary = build_corpus(out / "corpus", seed=args.seed)
     print("\n".join(summary.lines()))

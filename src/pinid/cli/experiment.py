@@ -6,9 +6,6 @@ import argparse
 from pathlib import Path
 
 from pinid.cli._options import add_data_option, add_extractor_options
-from pinid.data import load_dataset
-from pinid.evaluation.experiment import format_table, run_experiment
-from pinid.features.extract import ImageFeatureExtractor
 from pinid.models.similarity import SPACES
 
 HELP = "run the paper's protocol (split 4:1:1, tune C, refit, test every model)"
@@ -26,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid.data import load_dataset
+    from pinid.evaluation.experiment import format_table, run_experiment
+    from pinid.features.extract import ImageFeatureExtractor
+
     out = Path(args.out)
     results, _ = run_experiment(
         load_dataset(args.data),

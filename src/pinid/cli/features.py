@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from pinid.cli._options import add_data_option, add_extractor_options
-from pinid.data import load_dataset
-from pinid.features.extract import ImageFeatureExtractor, check_failure_rate
 
 HELP = "compute and cache the CNN image features of a dataset"
 
@@ -17,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid.data import load_dataset
+    from pinid.features.extract import ImageFeatureExtractor, check_failure_rate
+
     dataset = load_dataset(args.data)
     extractor = ImageFeatureExtractor(args.extractor, batch_size=args.batch_size)
     result = extractor.extract([pin.image for pin in dataset.pins])

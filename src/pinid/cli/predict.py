@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 from pinid._atomic import atomic_open
-from pinid.data import load_dataset
 from pinid.errors import DataError, PinidError
-from pinid.models.predictor import Predictor
 
 HELP = "rank the users who may have posted a pin (or every pin of a dataset)"
 
@@ -25,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid.models.predictor import Predictor
+
     if args.data or args.out:
         if not (args.data and args.out):
             raise PinidError("batch prediction needs both --data and --out")
@@ -52,6 +52,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
+    from pinid.data import load_dataset
+    from pinid.models.predictor import Predictor
+
     dataset = load_dataset(args.data)
     predictor = Predictor(args.model, progress=True)
     answers = predictor.identify(

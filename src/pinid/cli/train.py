@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pinid.cli._options import add_data_option, add_extractor_options
-from pinid.data import load_dataset, make_split
-from pinid.evaluation.experiment import tune_C
-from pinid.features.dataset import prepare
-from pinid.features.extract import ImageFeatureExtractor
-from pinid.models.io import save_model
 from pinid.models.similarity import SPACES
-from pinid.models.training import extractor_record, fit_identifier
 
 HELP = "train a model on all pins (C tuned on a validation split) and save it"
 
@@ -26,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid.data import load_dataset, make_split
+    from pinid.evaluation.experiment import tune_C
+    from pinid.features.dataset import prepare
+    from pinid.features.extract import ImageFeatureExtractor
+    from pinid.models.io import save_model
+    from pinid.models.training import extractor_record, fit_identifier
+
     extractor = ImageFeatureExtractor(args.extractor, batch_size=args.batch_size)
     data = prepare(
         load_dataset(args.data), extractor, max_unreadable=args.max_unreadable, strict=args.strict

@@ -18,8 +18,9 @@ from pinid import __version__
 from pinid._atomic import atomic_write_text
 from pinid.data import Dataset, PinidWarning, Split, load_split, make_split, save_split
 from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
+from pinid.features import MAX_FAILURE_RATE
 from pinid.features.dataset import PinFeatures, PreparedData, prepare
-from pinid.features.extract import MAX_FAILURE_RATE, ImageFeatureExtractor
+from pinid.features.extract import ImageFeatureExtractor
 from pinid.models.fusion import cascade, late
 from pinid.models.identifier import PinIdentifier
 from pinid.models.io import save_model

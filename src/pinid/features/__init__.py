@@ -1,5 +1,8 @@
 """Features: the paper's text representation and ImageNet CNN image features, cached.
 
+This module stays light (no torch import) so the CLI can list these names and defaults
+without loading the model stack.
+
 PyTorch's CPU allocator is told to use transparent huge pages before torch is imported: on
 2 cores with glibc malloc, throughput otherwise collapses at larger batches (measured for
 lite0 at batch 4 / 16 / 32: 96 / 81 / 59 images/s without, 131 / 117 / 123 with).
@@ -8,3 +11,11 @@ lite0 at batch 4 / 16 / 32: 96 / 81 / 59 images/s without, 131 / 117 / 123 with)
 import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+EXTRACTOR_NAMES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+DEFAULT_EXTRACTOR = "efficientnet-lite0"
+DEFAULT_FIT = "pad"
+"""Pad to a square on white: clip art fills its frame and a centre crop would cut it."""
+DEFAULT_BATCH_SIZE = 4
+"""The best end-to-end batch measured on 2 cores (benchmarks/extract.py)."""
+MAX_FAILURE_RATE = 0.05

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pinid.data import Dataset, PinidWarning
-from pinid.features.extract import MAX_FAILURE_RATE, ImageFeatureExtractor, check_failure_rate
+from pinid.features import MAX_FAILURE_RATE
+from pinid.features.extract import ImageFeatureExtractor, check_failure_rate
 
 
 @dataclass

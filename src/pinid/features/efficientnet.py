@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pinid.errors import PinidError
-
-EXTRACTOR_NAMES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+from pinid.features import EXTRACTOR_NAMES
 
 FEATURE_DIM = 1280
 NUM_CLASSES = 1000

@@ -19,17 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from pinid.errors import DataError
+from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, DEFAULT_FIT, MAX_FAILURE_RATE
 from pinid.features.cache import FeatureCache
 from pinid.features.efficientnet import FEATURE_DIM, get_spec
 from pinid.features.images import UnreadableImage, decode_image, read_image_bytes
 from pinid.features.preprocess import FITS, PREPROCESS_VERSION
 from pinid.paths import cache_dir
 
-DEFAULT_EXTRACTOR = "efficientnet-lite0"
-DEFAULT_FIT = "pad"
-DEFAULT_BATCH_SIZE = 4
-"""Small batches: with glibc malloc, throughput collapses at batch 16+ (ENGINEERING.md)."""
-MAX_FAILURE_RATE = 0.05
 DECODE_THREADS = 2
 
 
