@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pinid.data import load_dataset
     from pinid.data.openclipart import build_corpus
-    from pinid.evaluation.experiment import format_table, run_experiment
+    from pinid.evaluation.experiment import format_summary, format_table, run_experiment
 
     out = Path(args.out)
     summary = build_corpus(out / "corpus", seed=args.seed)
@@ -25,6 +25,7 @@ def main(args: argparse.Namespace) -> int:
         load_dataset(out / "corpus" / "manifest.jsonl"), out, seed=args.seed
     )
     print()
+    print(format_summary(results))
     print(format_table(results))
     print(f"\ncorpus:  {out / 'corpus' / 'manifest.jsonl'}")
     print(f"results: {out / 'results.json'}")

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from pinid.data import load_dataset
-    from pinid.evaluation.experiment import format_table, run_experiment
+    from pinid.evaluation.experiment import format_summary, format_table, run_experiment
     from pinid.features.extract import ImageFeatureExtractor
 
     out = Path(args.out)
@@ -37,12 +37,7 @@ def main(args: argparse.Namespace) -> int:
         max_unreadable=args.max_unreadable,
         strict=args.strict,
     )
-    d = results["dataset"]
-    print(
-        f"{d['n_users']} users, {d['n_pins']} pins "
-        f"(train {d['n_train']} / val {d['n_val']} / test {d['n_test']}); "
-        f"C text {results['chosen_C']['text']:g}, image {results['chosen_C']['image']:g}"
-    )
+    print(format_summary(results))
     print(format_table(results))
     print(f"results: {out / 'results.json'}\nmodel: {out / 'model'}")
     return 0

@@ -154,6 +154,18 @@ def _reuse_or_make_split(path: Path, dataset: Dataset, seed: int) -> Split:
     return split
 
 
+def format_summary(results: dict) -> str:
+    """The run in two lines: data sizes and chosen C, then where the time went."""
+    d, t = results["dataset"], results["timings_s"]
+    return (
+        f"{d['n_users']} users, {d['n_pins']} pins "
+        f"(train {d['n_train']} / val {d['n_val']} / test {d['n_test']}); "
+        f"C text {results['chosen_C']['text']:g}, image {results['chosen_C']['image']:g}\n"
+        + "time: "
+        + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in t.items())
+    )
+
+
 def format_table(results: dict) -> str:
     """Table 2 of the paper: every model's accuracy, macro-F1 and recall@10 in %."""
     header = f"{'model':<14}{'accuracy':>10}{'macro-F1':>10}{'recall@10':>11}"
