@@ -41,7 +41,6 @@ class SimilarityRefiner(BaseEstimator):
         """``y`` are class indices (0..n_classes-1) of the training pins."""
         self.train_blocks_ = train_blocks
         self.y_ = np.asarray(y, dtype=np.int64)
-        self.n_classes_ = int(self.y_.max()) + 1
         return self
 
     def refine(self, scores: np.ndarray, query_blocks: list) -> Refined:
@@ -67,7 +66,7 @@ class SimilarityRefiner(BaseEstimator):
             best_pin[:, j] = masked.argmax(axis=1)
             best_sim[:, j] = masked[np.arange(m), best_pin[:, j]]
         fused = np.take_along_axis(scores, top, axis=1)
-        refined = fused * np.maximum(best_sim, 0.0)
+        refined = fused * best_sim  # r_u <- r_u * l_u (pinid's spaces are non-negative)
         # by refined score; ties (e.g. every similarity 0) by the fused score
         order = np.lexsort((-fused, -refined), axis=-1)
         for target, values in (
