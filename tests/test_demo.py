@@ -20,6 +20,7 @@ def test_demo_builds_the_corpus_and_reproduces_the_paper_protocol(tmp_path, caps
     dataset = load_dataset(out / "corpus" / "manifest.jsonl")
     assert 55 <= len(dataset.users) <= 70 and 2500 <= len(dataset) <= 3200
 
+    assert (out / "report.html").is_file() and (out / "figures" / "fig5_f1_histogram.png").is_file()
     results = json.loads((out / "results.json").read_text())
     models = results["models"]
     # Measured on this corpus (seed 0): text 82.1, image 73.1, cf 85.5, cf_ref 85.9 % accuracy.

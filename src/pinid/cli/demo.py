@@ -17,6 +17,7 @@ def main(args: argparse.Namespace) -> int:
     from pinid.data import load_dataset
     from pinid.data.openclipart import build_corpus
     from pinid.evaluation.experiment import format_summary, format_table, run_experiment
+    from pinid.report import write_report
 
     out = Path(args.out)
     summary = build_corpus(out / "corpus", seed=args.seed)
@@ -30,5 +31,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"\ncorpus:  {out / 'corpus' / 'manifest.jsonl'}")
     print(f"results: {out / 'results.json'}")
     print(f"model:   {out / 'model'}")
+    print(f"report:  {write_report(out)}")
     print(f'try:     pinid predict --model {out / "model"} --text "red apple fruit" --json')
     return 0

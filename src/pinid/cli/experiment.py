@@ -26,6 +26,7 @@ def main(args: argparse.Namespace) -> int:
     from pinid.data import load_dataset
     from pinid.evaluation.experiment import format_summary, format_table, run_experiment
     from pinid.features.extract import ImageFeatureExtractor
+    from pinid.report import write_report
 
     out = Path(args.out)
     results, _ = run_experiment(
@@ -40,4 +41,5 @@ def main(args: argparse.Namespace) -> int:
     print(format_summary(results))
     print(format_table(results))
     print(f"results: {out / 'results.json'}\nmodel: {out / 'model'}")
+    print(f"report: {write_report(out)}")
     return 0

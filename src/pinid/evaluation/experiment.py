@@ -17,6 +17,7 @@ import numpy as np
 from pinid import __version__
 from pinid._atomic import atomic_write_text
 from pinid.data import Dataset, PinidWarning, Split, load_split, make_split, save_split
+from pinid.evaluation.analyses import analyse
 from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
 from pinid.features import MAX_FAILURE_RATE
 from pinid.features.dataset import PinFeatures, PreparedData, prepare
@@ -100,7 +101,13 @@ def run_experiment(
         name = "cf_ref" if space == similarity else f"cf_ref_{space}"
         refined = model.refine(scores["cf"], test_X, space)
         models[name], per_user[name] = evaluate_ranking(y_true, refined.users, model.classes_)
+        if name == "cf_ref":
+            final = refined
     timings["evaluate"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    analyses = analyse(data, model, y_true, final, per_user["cf_ref"], seed)
+    timings["analyses"] = time.perf_counter() - clock
 
     counts = {part: len(split.ids(part)) for part in ("train", "val", "test")}
     results = {
@@ -128,6 +135,7 @@ def run_experiment(
         "validation_accuracy": {
             m: {str(c): a for c, a in s.items()} for m, s in validation.items()
         },
+        "analyses": analyses,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }

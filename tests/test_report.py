@@ -1,0 +1,111 @@
+"""The report: files, numbers that match results.json, an offline page, and a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pinid.cli import main
+from pinid.evaluation.experiment import TABLE_ROWS
+
+FIGURES = ("fig2_words_per_pin", "fig3_projections", "fig4_per_user_f1", "fig5_f1_histogram",
+           "reliability")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(sample_corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report-run")
+    assert main(["experiment", "--data", str(sample_corpus), "--out", str(out)]) == 0
+    return out
+
+
+def _results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_experiment_writes_every_figure_as_png_and_svg(run_dir):
+    for name in FIGURES:
+        for suffix in ("png", "svg"):
+            assert (run_dir / "figures" / f"{name}.{suffix}").stat().st_size > 1000
+
+
+def test_results_json_holds_every_analysis(run_dir):
+    analyses = _results(run_dir)["analyses"]
+    assert set(analyses) == {"table1", "words_per_pin", "projections", "table3",
+                             "shared_images", "confused_pairs", "reliability"}  # fmt: skip
+    assert len(analyses["table1"]["users"]) == 4  # the sample has four users
+    assert len(analyses["projections"]["text"]["explained_variance"]) <= 10
+    assert 0 <= analyses["shared_images"]["share"] <= 1
+    assert sum(b["count"] for b in analyses["reliability"]["bins"]) == 4  # four test pins
+
+
+def test_page_is_offline_and_script_free(run_dir):
+    html = (run_dir / "report.html").read_text()
+    assert "<script" not in html.lower()
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    for name in FIGURES:
+        assert f'src="figures/{name}.png"' in html
+
+
+def test_page_numbers_come_from_results_json(run_dir):
+    html = (run_dir / "report.html").read_text()
+    results = _results(run_dir)
+    table2 = html[html.index('id="table2"') : html.index("</table>", html.index('id="table2"'))]
+    for row in TABLE_ROWS:
+        m = results["models"][row]
+        cells = [f"{100 * m[k]:.1f}" for k in ("accuracy", "macro_f1", "recall_at_10")]
+        assert re.search(rf"<td>{re.escape(row)}</td>" + "".join(
+            rf'<td class="num[^"]*">{c}</td>' for c in cells), table2), row  # fmt: skip
+    for user in results["analyses"]["table1"]["users"]:
+        assert f"<th>{user}</th>" in html
+
+
+def test_report_command_regenerates_and_refuses_a_folder_without_results(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "report.html").unlink()
+    shutil.rmtree(copy / "figures")
+    assert main(["report", "--run", str(copy)]) == 0
+    assert (copy / "report.html").read_text() == (run_dir / "report.html").read_text()
+    assert main(["report", "--run", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "no readable results.json" in err and err.count("\n") == 1
+
+
+def _chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
+        pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--user-data-dir={tempfile.mkdtemp()}"):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(driver))
+
+
+def test_report_renders_in_a_real_browser(run_dir):
+    browser = _chromium()
+    try:
+        browser.get((run_dir / "report.html").as_uri())
+        widths = browser.execute_script(
+            "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
+        )
+        rows = browser.execute_script(
+            "return ['table1','table2','table3'].map(id => document.getElementById(id).rows.length)"
+        )
+    finally:
+        browser.quit()
+    assert len(widths) == len(FIGURES) and all(w > 0 for w in widths)
+    results = _results(run_dir)
+    n_table3 = len(results["analyses"]["table3"]["lowest"])
+    assert rows == [1 + 5, 1 + len(results["models"]), 2 + n_table3]
