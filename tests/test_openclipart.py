@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -122,14 +121,74 @@ def test_external_entity_is_refused_without_reading_the_file(tmp_path):
     assert not [path for path in _OPENED if "secret" in path]
 
 
-def test_billion_laughs_is_refused_fast_and_small():
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+_FLAT_EXPANSION = (
+    b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY e "' + b"x" * 100_000 + b'">]>'
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><text>'
+    + b"&e;" * 10_000
+    + b"</text></svg>"
+)  # 130 kB that would expand to 1 GB
+
+
+@pytest.mark.parametrize("svg", [_LAUGHS, _FLAT_EXPANSION], ids=["nested", "flat"])
+def test_entity_bombs_are_refused_before_expanding(svg):
     start = time.perf_counter()
     for parse in (read_metadata, rasterise):
         with pytest.raises(SvgError, match="refused DTD"):
-            parse(_LAUGHS)
+            parse(svg)
+    assert time.perf_counter() - start < 1.0  # expanding 1 GB would take far longer
+
+
+def test_exponential_use_chain_is_refused_at_once():
+    groups = "".join(
+        f'<g id="g{i}"><use href="#g{i - 1}"/><use href="#g{i - 1}"/></g>' for i in range(1, 40)
+    )
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9">'
+        f'<g id="g0"><rect width="1" height="1"/></g>{groups}</svg>'
+    ).encode()
+    start = time.perf_counter()
+    with pytest.raises(SvgError, match="too complex"):
+        rasterise(svg)
     assert time.perf_counter() - start < 1.0
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 50_000  # KiB
+
+
+def test_oversized_or_nested_data_urls_are_left_out():
+    import base64
+    import io
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), (255, 0, 0)).save(buffer, format="PNG")
+    huge = bytearray(buffer.getvalue())  # a real PNG header claiming 30,000 x 30,000 pixels
+    huge[16:24] = (30_000).to_bytes(4, "big") * 2
+    huge[29:33] = zlib.crc32(bytes(huge[12:29])).to_bytes(4, "big")
+    nested = b'<svg xmlns="http://www.w3.org/2000/svg"><rect width="9" height="9"/></svg>'
+    for payload, mime in ((bytes(huge), "image/png"), (nested, "image/svg+xml")):
+        url = f"data:{mime};base64,{base64.b64encode(payload).decode()}"
+        svg = (
+            '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+            f' width="10" height="10"><image xlink:href="{url}" width="10" height="10"/></svg>'
+        ).encode()
+        assert rasterise(svg, max_side=10).getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_small_inline_bitmaps_still_render():
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+        f' width="10" height="10"><image xlink:href="{url}" width="10" height="10"/></svg>'
+    ).encode()
+    red, green, blue = rasterise(svg, max_side=10).getpixel((5, 5))
+    assert red > 200 and green < 60 and blue < 60
 
 
 def test_external_image_href_is_not_fetched(tmp_path):

@@ -90,22 +90,19 @@ def _without_doctype(data: bytes) -> bytes:
     if _XMLNS_ATTLIST.sub(b"", _LITERAL_ENTITY.sub(b"", subset)).strip():
         raise SvgError("refused DTD", "declarations other than literal entities and xmlns defaults")
     body = data[: match.start()] + data[match.end() :]
-    for attr, uri in namespaces.items():  # the DTD's #FIXED namespace defaults, made explicit
-        root = re.search(rb"<svg\b[^>]*>", body)
-        if root and attr + b"=" not in root.group(0):
-            body = (
-                body[: root.start() + 4]
-                + b" "
-                + attr
-                + b'="'
-                + uri
-                + b'"'
-                + body[root.start() + 4 :]
-            )
+    root = re.search(rb"<svg\b[^>]*>", body)
+    missing = [
+        a + b'="' + u + b'"' for a, u in namespaces.items() if root and a + b"=" not in root[0]
+    ]
+    if missing:  # the DTD's #FIXED namespace defaults, made explicit on the root element
+        at = root.start() + 4
+        body = body[:at] + b" " + b" ".join(missing) + body[at:]
     if entities:
         pattern = re.compile(rb"&(" + b"|".join(re.escape(n) for n in entities) + rb");")
+        expanded = len(body) + sum(len(entities[m[1]]) - len(m[0]) for m in pattern.finditer(body))
+        if expanded > MAX_SVG_BYTES:  # measured before expanding: the bytes never exist
+            raise SvgError("refused DTD", f"entities would expand to {expanded} bytes")
         body = pattern.sub(lambda m: entities[m.group(1)], body)
-        _check_size(body)
     return body
 
 
@@ -155,14 +152,56 @@ def read_metadata(data: bytes) -> SvgMetadata:
     )
 
 
+MAX_EMBEDDED_PIXELS = 16_000_000
+_EMPTY_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>'
+
+
 def _local_only_fetch(url: str, resource_type: str | None = None) -> bytes:
-    """Give CairoSVG inline ``data:`` URLs only; any file or network URL becomes an empty image."""
-    if url.startswith("data:"):
-        return cairosvg.url.fetch(url, resource_type)
+    """What CairoSVG may load: inline ``data:`` bitmaps of a sane size, nothing else.
+
+    File and network URLs, nested SVG or gzip payloads and oversized bitmaps all become an
+    empty image, so a clip renders without them and nothing outside the file is read.
+    """
+    if not url.startswith("data:"):
+        return _EMPTY_SVG
+    payload = cairosvg.url.fetch(url, resource_type)
+    try:
+        with Image.open(io.BytesIO(payload), formats=["PNG", "JPEG", "GIF", "WEBP"]) as img:
+            if img.width * img.height <= MAX_EMBEDDED_PIXELS:
+                return payload
+    except Exception:  # not a bitmap Pillow accepts (SVG, gzip, garbage): leave it out
+        pass
     return _EMPTY_SVG
 
 
-_EMPTY_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>'
+MAX_RENDERED_NODES = 200_000
+"""Elements CairoSVG would draw once every ``<use>`` is expanded (openclipart: well below)."""
+
+
+def _check_use_expansion(root) -> None:
+    """Refuse ``<use>`` chains whose expansion is exponential (each copy copying the last)."""
+    by_id = {el.get("id"): el for el in root.iter() if el.get("id")}
+    cost: dict[int, int] = {}
+
+    def nodes(el) -> int:
+        key = id(el)
+        if key in cost:
+            return cost[key]
+        cost[key] = MAX_RENDERED_NODES + 1  # a cycle through this element counts as too many
+        total = 1 + sum(nodes(child) for child in el)
+        if el.tag.rsplit("}", 1)[-1] == "use":
+            href = el.get("href") or el.get("{http://www.w3.org/1999/xlink}href") or ""
+            target = by_id.get(href[1:]) if href.startswith("#") else None
+            total += nodes(target) if target is not None else 0
+        cost[key] = min(total, MAX_RENDERED_NODES + 1)
+        return cost[key]
+
+    try:
+        total = nodes(root)
+    except RecursionError:
+        raise SvgError("too complex", "elements nested too deeply") from None
+    if total > MAX_RENDERED_NODES:
+        raise SvgError("too complex", f"over {MAX_RENDERED_NODES} elements once <use> is expanded")
 
 
 def _render(data: bytes, **size) -> bytes:
@@ -183,7 +222,9 @@ def _render(data: bytes, **size) -> bytes:
 def rasterise(data: bytes, max_side: int = RENDER_SIDE) -> Image.Image:
     """Render an SVG to an RGB image on white, aspect kept, longest side ``max_side``."""
     data = sanitise(data)
-    size = _intrinsic_size(_parse(data))
+    root = _parse(data)
+    _check_use_expansion(root)
+    size = _intrinsic_size(root)
     if size is None:  # no usable viewBox/width/height: let CairoSVG size it, then scale
         with Image.open(io.BytesIO(_render(data)), formats=["PNG"]) as probe:
             size = probe.size
