@@ -6,13 +6,15 @@ import hashlib
 import io
 import json
 import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pinid.data import load_dataset
-from pinid.errors import ModelFileError
+from pinid.errors import ModelFileError, PinidError
 from pinid.features.dataset import prepare
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.models.io import load_model, save_model
@@ -68,15 +70,74 @@ def test_any_changed_byte_in_the_arrays_is_refused(fitted, tmp_path):
         load_model(folder)
 
 
-def test_pickled_arrays_are_refused_even_with_a_matching_hash(fitted, tmp_path):
-    folder = _copy(fitted[2], tmp_path)
+def _rewrite_arrays(folder: Path, arrays: dict) -> None:
+    """Replace the arrays and record their hash, as an attacker controlling both files would."""
     buffer = io.BytesIO()
-    np.savez(buffer, text_idf=np.array([object()], dtype=object))
+    np.savez(buffer, **arrays)
     (folder / "arrays.npz").write_bytes(buffer.getvalue())
     doc = json.loads((folder / "model.json").read_text())
     doc["arrays"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
     (folder / "model.json").write_text(json.dumps(doc))
+
+
+def _arrays(folder: Path) -> dict:
+    with np.load(folder / "arrays.npz") as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+class _SideEffect:
+    def __reduce__(self):
+        return (Path.touch, (Path(tempfile.gettempdir()) / "pinid-unpickled",))
+
+
+def test_pickled_arrays_are_never_unpickled_even_with_a_matching_hash(fitted, tmp_path):
+    folder = _copy(fitted[2], tmp_path)
+    marker = Path(tempfile.gettempdir()) / "pinid-unpickled"
+    marker.unlink(missing_ok=True)
+    arrays = _arrays(folder)
+    arrays["text_idf"] = np.array([_SideEffect()], dtype=object)
+    _rewrite_arrays(folder, arrays)
+    with pytest.raises(ModelFileError, match="text_idf: dtype object is not numeric"):
+        load_model(folder)
+    assert not marker.exists()
+
+
+def test_out_of_range_sparse_indices_are_refused_not_a_crash(fitted, tmp_path):
+    folder = _copy(fitted[2], tmp_path)
+    arrays = _arrays(folder)
+    arrays["train_text_indices"] = arrays["train_text_indices"] + 10**6
+    _rewrite_arrays(folder, arrays)
     with pytest.raises(ModelFileError, match="inconsistent model files"):
+        load_model(folder)
+
+
+def test_a_header_claiming_a_huge_array_is_refused_before_allocating(fitted, tmp_path):
+    folder = _copy(fitted[2], tmp_path)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in _arrays(folder).items():
+            member = io.BytesIO()
+            if name == "train_y":  # 800 GB claimed, 8 bytes given
+                header = {"descr": "<i8", "fortran_order": False, "shape": (10**11,)}
+                np.lib.format.write_array_header_1_0(member, header)
+                member.write(b"\0" * 8)
+            else:
+                np.lib.format.write_array(member, array)
+            archive.writestr(f"{name}.npy", member.getvalue())
+    (folder / "arrays.npz").write_bytes(buffer.getvalue())
+    doc = json.loads((folder / "model.json").read_text())
+    doc["arrays"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="train_y: header claims more data than the file"):
+        load_model(folder)
+
+
+def test_missing_keys_in_model_json_are_one_line_errors(fitted, tmp_path):
+    folder = _copy(fitted[2], tmp_path)
+    doc = json.loads((folder / "model.json").read_text())
+    del doc["extractor"]
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="inconsistent model files \\(KeyError"):
         load_model(folder)
 
 
@@ -89,3 +150,16 @@ def test_unknown_schema_and_bad_json_are_refused(fitted, tmp_path):
     (folder / "model.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="not valid JSON"):
         load_model(folder)
+
+
+def test_saving_never_replaces_a_folder_pinid_did_not_write(fitted, tmp_path):
+    model, _, folder = fitted
+    pins = load_model(folder).pins
+    victim = tmp_path / "Documents"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("precious")
+    with pytest.raises(PinidError, match="exists and is not a folder pinid wrote"):
+        save_model(victim, model, pins, {"name": "x"})
+    assert (victim / "notes.txt").read_text() == "precious"
+    save_model(folder, model, pins, load_model(folder).extractor)  # an earlier model: replaced
+    assert load_model(folder).pins.pin_ids == pins.pin_ids

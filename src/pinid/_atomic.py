@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from pinid.errors import PinidError
+
 
 def _read_umask() -> int:
     mask = os.umask(0o022)
@@ -50,12 +52,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     """Build a folder under a temporary name and rename it into place only when complete.
 
-    An existing folder at ``path`` is replaced only after the new one is fully written.
+    An existing folder is replaced only if it is empty or holds ``marker`` (i.e. it is an
+    earlier output of the same kind), and only after the new one is fully written: a typo
+    in ``--out`` must never delete a user's files.
     """
-    path = Path(path)
+    path = Path(path).resolve()
+    if path.exists() and not (path.is_dir() and _replaceable(path, marker)):
+        raise PinidError(f"{path}: exists and is not a folder pinid wrote; choose another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
@@ -72,3 +78,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replaceable(folder: Path, marker: str) -> bool:
+    return (folder / marker).is_file() or not any(folder.iterdir())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +24,20 @@ from sklearn.preprocessing import Normalizer
 from pinid import __version__
 from pinid._atomic import atomic_directory
 from pinid.errors import ModelFileError
+from pinid.features.efficientnet import get_spec
+from pinid.features.preprocess import FITS
 from pinid.models.identifier import PinIdentifier
 from pinid.models.modality import make_image_model, make_text_model
+from pinid.models.similarity import SPACES
 
 SCHEMA_VERSION = 1
 MODEL_JSON = "model.json"
 ARRAYS = "arrays.npz"
 MAX_JSON_BYTES = 512 * 1024 * 1024
+ARRAY_NAMES = (
+    "text_idf", "text_coef", "text_intercept", "image_coef", "image_intercept",
+    "train_text_data", "train_text_indices", "train_text_indptr", "train_image", "train_y",
+)  # fmt: skip
 
 
 @dataclass
@@ -100,7 +108,7 @@ def save_model(
         "arrays": {"file": ARRAYS, "sha256": hashlib.sha256(arrays).hexdigest()},
         "meta": meta,
     }
-    with atomic_directory(folder) as tmp:
+    with atomic_directory(folder, marker=MODEL_JSON) as tmp:
         (tmp / ARRAYS).write_bytes(arrays)
         (tmp / MODEL_JSON).write_text(
             json.dumps(document, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -130,25 +138,84 @@ def load_model(folder: str | Path) -> SavedModel:
         arrays_bytes = (folder / ARRAYS).read_bytes()
     except OSError as exc:
         raise _fail(folder, f"cannot read {ARRAYS} ({exc.strerror})") from None
-    if hashlib.sha256(arrays_bytes).hexdigest() != doc["arrays"]["sha256"]:
+    if hashlib.sha256(arrays_bytes).hexdigest() != str(doc.get("arrays", {}).get("sha256")):
         raise _fail(folder, f"{ARRAYS} does not match its recorded sha256 (tampered or damaged)")
+    # The hash only proves the arrays are the ones model.json names; model.json may itself be
+    # hostile, so everything is checked as if it came from a stranger.
     try:
-        with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        arrays = _read_arrays(arrays_bytes)
         model = _rebuild(doc, arrays)
         pins = TrainingPins(
-            **{
-                "pin_ids": doc["training_pins"]["pin_id"],
-                "texts": doc["training_pins"]["text"],
-                "images": doc["training_pins"]["image"],
-                "users": doc["training_pins"]["user"],
-            }
+            pin_ids=[str(v) for v in doc["training_pins"]["pin_id"]],
+            texts=[str(v) for v in doc["training_pins"]["text"]],
+            images=[str(v) for v in doc["training_pins"]["image"]],
+            users=[str(v) for v in doc["training_pins"]["user"]],
         )
-    except (KeyError, TypeError, ValueError) as exc:
+        _check_consistent(model, pins, doc)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError,
+            zipfile.BadZipFile) as exc:  # fmt: skip
         raise _fail(folder, f"inconsistent model files ({type(exc).__name__}: {exc})") from None
-    if len(pins.pin_ids) != model.train_image_.shape[0]:
-        raise _fail(folder, "training pins and arrays disagree in length")
     return SavedModel(model, pins, doc["extractor"], doc.get("meta", {}))
+
+
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The expected arrays only, each vetted from its header before any memory is allocated."""
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = {info.filename: info for info in archive.infolist()}
+        if set(names) != {f"{name}.npy" for name in ARRAY_NAMES}:
+            raise ValueError(f"{ARRAYS} must hold exactly {', '.join(ARRAY_NAMES)}")
+        for name in ARRAY_NAMES:
+            info = names[f"{name}.npy"]
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
+                raise ValueError(f"{name}: compressed or oversized member")
+            with archive.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version not in _HEADER_READERS:
+                    raise ValueError(f"{name}: unsupported .npy version {version}")
+                shape, _, dtype = _HEADER_READERS[version](fh)
+                if dtype.hasobject or dtype.kind not in "biuf":
+                    raise ValueError(f"{name}: dtype {dtype} is not numeric")
+                if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"{name}: header claims more data than the file holds")
+            with archive.open(info) as fh:
+                arrays[name] = np.lib.format.read_array(fh, allow_pickle=False)
+    return arrays
+
+
+def _check_consistent(model: PinIdentifier, pins: TrainingPins, doc: dict) -> None:
+    n_classes, n_train = len(model.classes_), model.train_image_.shape[0]
+    if len({len(pins.pin_ids), len(pins.texts), len(pins.images), len(pins.users), n_train,
+            len(model.train_y_), model.train_text_.shape[0]}) != 1:  # fmt: skip
+        raise ValueError("training pins and arrays disagree in length")
+    if n_classes < 2 or len(set(model.classes_)) != n_classes:
+        raise ValueError("need two or more distinct classes")
+    if set(np.unique(model.train_y_).tolist()) != set(range(n_classes)):
+        raise ValueError("every class needs training pins, and only those classes")
+    model.train_text_.check_format(full_check=True)
+    vocabulary = model.text_model_.named_steps["tfidf"].vocabulary_
+    if sorted(vocabulary.values()) != list(range(len(vocabulary))):
+        raise ValueError("vocabulary indices must be 0..n-1")
+    rows = 1 if n_classes == 2 else n_classes
+    for step, width in ((model.text_model_, len(vocabulary)),
+                        (model.image_model_, model.train_image_.shape[1])):  # fmt: skip
+        lr = step.named_steps["logistic"]
+        if lr.coef_.shape != (rows, width) or lr.intercept_.shape != (rows,):
+            raise ValueError("classifier weights have the wrong shape")
+    if model.text_model_.named_steps["tfidf"].idf_.shape != (len(vocabulary),):
+        raise ValueError("idf has the wrong length")
+    if model.similarity not in SPACES or not (isinstance(model.top_k, int) and model.top_k > 0):
+        raise ValueError("invalid similarity or top_k")
+    extractor = doc["extractor"]
+    get_spec(extractor["name"])
+    if extractor["fit"] not in FITS or not isinstance(extractor["id"], str):
+        raise ValueError("invalid extractor record")
 
 
 def _logistic(C: float, classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray):
