@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pinid.cli import main
-from pinid.data import load_dataset
+from pinid.data import Split, load_dataset, load_split, make_split, save_split
 from pinid.evaluation.experiment import TABLE_ROWS
 
 MODEL_ROWS = (*TABLE_ROWS, "cf_ref_text", "cf_ref_image")
@@ -48,15 +48,28 @@ def test_experiment_prints_table_2(sample_corpus, tmp_path, capsys):
         assert f"\n{row} " in out
 
 
-def test_rerun_reuses_the_saved_split(run_dir, sample_corpus, tmp_path):
-    import shutil
-
-    shutil.copy(run_dir / "split.json", tmp_path / "split.json")
-    before = (tmp_path / "split.json").read_bytes()
+def test_rerun_keeps_a_saved_split_even_if_a_new_one_would_differ(run_dir, sample_corpus, tmp_path):
+    dataset = load_dataset(sample_corpus)
+    planted = make_split(dataset, seed=7)  # a valid split that seed 0 would not make
+    assert planted.assignment != make_split(dataset, seed=0).assignment
+    save_split(Split(planted.assignment, seed=0), tmp_path / "split.json")
     assert main(["experiment", "--data", str(sample_corpus), "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "split.json").read_bytes() == before
-    first = json.loads((run_dir / "results.json").read_text())["models"]
-    assert json.loads((tmp_path / "results.json").read_text())["models"] == first
+    assert load_split(tmp_path / "split.json").assignment == planted.assignment
+
+
+def test_experiment_uses_a_split_file_from_data_split(sample_corpus, tmp_path, capsys):
+    split_file = tmp_path / "mine.json"
+    assert main(["data", "split", "--data", str(sample_corpus), "--out", str(split_file),
+                 "--seed", "3"]) == 0  # fmt: skip
+    run = tmp_path / "run"
+    args = ["experiment", "--data", str(sample_corpus), "--out", str(run)]
+    assert main([*args, "--split", str(split_file)]) == 0
+    assert load_split(run / "split.json").assignment == load_split(split_file).assignment
+    partial = Split(dict(list(load_split(split_file).assignment.items())[:5]), 3)
+    save_split(partial, tmp_path / "partial.json")
+    capsys.readouterr()
+    assert main([*args, "--split", str(tmp_path / "partial.json")]) == 2
+    assert "split does not cover 15 pin(s)" in capsys.readouterr().err
 
 
 def _predict_json(capsys, *args) -> dict:
@@ -112,6 +125,7 @@ def test_batch_predict_writes_one_line_per_pin(run_dir, sample_corpus, tmp_path)
         ([], "give --image, --text or both"),
         (["--image", "missing.png"], "missing.png: image file not found"),
         (["--data", "x.jsonl"], "needs both --data and --out"),
+        (["--image", "missing.png", "--text", "x"], "missing.png: image file not found"),
     ],
 )
 def test_predict_input_errors_are_one_line(run_dir, capsys, args, message):
@@ -150,3 +164,29 @@ def test_train_fits_on_every_pin(sample_corpus, tmp_path, capsys):
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     assert len(doc["training_pins"]["pin_id"]) == 20 and len(doc["classes"]) == 4
     assert "model of 4 users from 20 pins" in capsys.readouterr().out
+
+
+def test_predict_top_is_between_1_and_10(run_dir, capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", str(run_dir / "model"), "--text", "x", "--top", "11"])
+    assert "1..10" in capsys.readouterr().err
+
+
+def test_experiment_results_always_have_the_contract_rows(sample_corpus, tmp_path):
+    args = ["experiment", "--data", str(sample_corpus), "--out", str(tmp_path)]
+    assert main([*args, "--similarity", "text"]) == 0
+    models = json.loads((tmp_path / "results.json").read_text())["models"]
+    assert {"cf_ref", "cf_ref_text", "cf_ref_image", "cf_ref_joint"} <= set(models)
+    assert models["cf_ref"] == models["cf_ref_text"]
+
+
+def test_a_folder_without_any_text_is_a_one_line_error(tmp_path, capsys):
+    from tests.conftest import write_image
+
+    for u in range(3):
+        for i in range(6):
+            write_image(tmp_path / "data" / f"user{u}" / "board" / f"{i}.png", 10 * u + i)
+    args = ["experiment", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no word occurs in two or more training pins" in err and err.count("\n") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
@@ -146,16 +147,67 @@ def test_folder_tree_symlink_outside_refused(tmp_path):
 
 def test_small_users_dropped_with_warning_or_refused_when_strict(tmp_path):
     rows = []
-    for user, n in (("big", 6), ("tiny", 2)):
+    for user, n in (("big", 6), ("large", 3), ("tiny", 2)):
         for i in range(n):
             write_image(tmp_path / f"{user}{i}.png", i)
             rows.append(_row(pin_id=f"{user}{i}", user=user, image=f"{user}{i}.png"))
     dataset = load_dataset(write_manifest(tmp_path, rows))
     with pytest.warns(PinidWarning, match=r"1 user\(s\) with fewer than 3 pins .*'tiny' \(2\)"):
         kept = dataset.drop_small_users()
-    assert kept.users == ["big"]
+    assert kept.users == ["big", "large"]
     with pytest.raises(DataError, match="'tiny'"):
         dataset.drop_small_users(strict=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert kept.drop_small_users() is kept
+
+
+def test_jsonl_text_may_hold_unicode_line_separators(tmp_path):
+    write_image(tmp_path / "a.png", 1)
+    path = tmp_path / "m.jsonl"
+    row = json.dumps(_row(text="one\u2028two\u0085three"), ensure_ascii=False)
+    path.write_text(row + "\n", encoding="utf-8")
+    assert load_dataset(path).pins[0].text == "one\u2028two\u0085three"
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.jsonl"])
+def test_byte_order_mark_is_accepted(tmp_path, name):
+    write_image(tmp_path / "a.png", 1)
+    path = tmp_path / name
+    body = ("pin_id,user,text,image\n1,u,hi,a.png\n" if name.endswith("csv")
+            else json.dumps(_row()) + "\n")  # fmt: skip
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert len(load_dataset(path)) == 1
+
+
+def test_nul_byte_in_image_path_is_one_line(tmp_path):
+    path = write_manifest(tmp_path, [_row(image="a\u0000.png")])
+    with pytest.raises(DataError, match=r"manifest\.jsonl:1: unusable image path"):
+        load_dataset(path)
+
+
+def test_text_that_is_a_fifo_or_a_folder_is_refused_not_waited_on(tmp_path):
+    write_image(tmp_path / "ann" / "b" / "p1.png", 1)
+    os.mkfifo(tmp_path / "ann" / "b" / "p1.txt")
+    with pytest.raises(DataError, match=r"p1\.txt: text is not a regular file"):
+        load_dataset(tmp_path)
+    os.unlink(tmp_path / "ann" / "b" / "p1.txt")
+    (tmp_path / "ann" / "b" / "p1.txt").mkdir()
+    with pytest.raises(DataError, match=r"p1\.txt: text is not a regular file"):
+        load_dataset(tmp_path)
+
+
+def test_symlink_loop_is_one_line(tmp_path):
+    os.symlink(tmp_path / "loop.png", tmp_path / "loop.png")
+    path = write_manifest(tmp_path, [_row(image="loop.png")])
+    with pytest.raises(DataError, match=r"manifest\.jsonl:1: unusable image path"):
+        load_dataset(path)
+
+
+def test_fewer_than_two_users_cannot_be_identified(tmp_path):
+    rows = []
+    for i in range(6):
+        write_image(tmp_path / f"{i}.png", i)
+        rows.append(_row(pin_id=str(i), user="solo", image=f"{i}.png"))
+    with pytest.raises(DataError, match=r"1 user\(s\) with 3 or more pins; .* at least 2"):
+        load_dataset(write_manifest(tmp_path, rows)).drop_small_users()

@@ -54,3 +54,9 @@ def test_tfidf_rows_are_l2_normalised_and_weight_rare_words_more():
     vocab = vectorizer.vocabulary_
     assert abs((row**2).sum() - 1) < 1e-9
     assert row[vocab["c1"]] > row[vocab["a1"]] > 0
+
+
+def test_decomposed_accents_and_ligatures_are_normalised():
+    decomposed = "citta\u0300 e\u0301le\u0301phant nin\u0303o"
+    assert tokenize(decomposed) == ["città", "éléphant", "niño"]
+    assert tokenize("\ufb01sh İstanbul") == ["fish", "i̇stanbul"]

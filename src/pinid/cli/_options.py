@@ -29,3 +29,11 @@ def add_extractor_options(parser: argparse.ArgumentParser) -> None:
         default=MAX_FAILURE_RATE,
         help=f"fail when more than this share of images is unreadable (default {MAX_FAILURE_RATE})",
     )
+
+
+def add_split_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 4:1:1 split (default 0)")
+    parser.add_argument(
+        "--split", help="use this saved split (from `pinid data split`) instead of making one"
+    )
+    parser.add_argument("--strict", action="store_true", help="too-small users are an error")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pinid.cli._options import add_data_option, add_extractor_options
+from pinid.cli._options import add_data_option, add_extractor_options, add_split_options
 from pinid.models.similarity import SPACES
 
 HELP = "run the paper's protocol (split 4:1:1, tune C, refit, test every model)"
@@ -14,11 +14,10 @@ HELP = "run the paper's protocol (split 4:1:1, tune C, refit, test every model)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_option(parser)
     parser.add_argument("--out", required=True, help="run folder for results.json and model/")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    add_split_options(parser)
     parser.add_argument(
         "--similarity", default="joint", choices=SPACES, help="space of the refinement (cf_ref)"
     )
-    parser.add_argument("--strict", action="store_true", help="too-small users are an error")
     add_extractor_options(parser)
 
 
@@ -37,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
         similarity=args.similarity,
         max_unreadable=args.max_unreadable,
         strict=args.strict,
+        split_file=Path(args.split) if args.split else None,
     )
     print(format_summary(results))
     print(format_table(results))

@@ -16,7 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (from train or experiment)")
     parser.add_argument("--image", help="the pin's image")
     parser.add_argument("--text", help="the pin's text")
-    parser.add_argument("--top", type=int, default=10, help="how many users to list (max 10)")
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=10,
+        choices=range(1, 11),
+        metavar="1..10",
+        help="how many users to list (the refinement ranks 10 candidates)",
+    )
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.add_argument("--data", help="batch: a manifest or folder of pins to identify")
     parser.add_argument("--out", help="batch: JSON Lines file to write, one line per pin")
@@ -29,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
         if not (args.data and args.out):
             raise PinidError("batch prediction needs both --data and --out")
         return _batch(args)
-    if args.image is None and not (args.text and args.text.strip()):
+    if args.image is None and args.text is None:
         raise PinidError("give --image, --text or both (or --data and --out for a batch)")
     image = Path(args.image) if args.image else None
     if image is not None and not image.is_file():

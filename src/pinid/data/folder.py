@@ -66,10 +66,16 @@ def load_folder(root: str | Path) -> Dataset:
 def _read_text(root: Path, path: Path) -> str:
     if not path.exists() and not path.is_symlink():
         return ""
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise DataError(f"{path}: text file is a symlink leading outside the data folder {root}")
-    with path.open("rb") as fh:
-        raw = fh.read(MAX_TEXT_BYTES + 1)
+    try:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root.resolve()):
+            raise DataError(f"{path}: text file is a symlink leading outside the data folder")
+        if not resolved.is_file():  # a FIFO would block forever, a folder cannot be read
+            raise DataError(f"{path}: text is not a regular file")
+        with resolved.open("rb") as fh:
+            raw = fh.read(MAX_TEXT_BYTES + 1)
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"{path}: cannot read text ({exc})") from None
     if len(raw) > MAX_TEXT_BYTES:
         raise DataError(f"{path}: text longer than {MAX_TEXT_BYTES} bytes")
     return decode_text(raw, str(path)).strip()

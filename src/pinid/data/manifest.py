@@ -59,7 +59,7 @@ def _field(row: dict, name: str, origin: str) -> str:
 
 def _jsonl_rows(text: str, path: Path) -> list[tuple[int, dict]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is data
         if not line.strip():
             continue
         try:

@@ -54,9 +54,15 @@ class Dataset:
         return Dataset(tuple(p for p in self.pins if p.pin_id in wanted), self.root, self.source)
 
     def drop_small_users(self, minimum: int = MIN_PINS_TO_SPLIT, strict: bool = False) -> Dataset:
-        """Drop users with fewer than ``minimum`` pins (warn, or raise with ``strict``)."""
+        """Drop users with fewer than ``minimum`` pins (warn, or raise with ``strict``); at
+        least two users must remain, or there is nobody to tell apart."""
         counts = self.pins_per_user()
         small = sorted(user for user, n in counts.items() if n < minimum)
+        if len(counts) - len(small) < 2:
+            raise DataError(
+                f"{self.source}: {len(counts) - len(small)} user(s) with {minimum} or more pins; "
+                "identification needs at least 2"
+            )
         if not small:
             return self
         listed = ", ".join(f"{user!r} ({counts[user]})" for user in small)
@@ -94,12 +100,17 @@ def safe_image_path(root: Path, relative: str, origin: str) -> Path:
     if ".." in candidate.parts:
         raise DataError(f"{origin}: image path {relative!r} escapes the data folder {root}")
     path = root / candidate
-    resolved = path.resolve()
-    if not resolved.is_relative_to(root.resolve()):
+    try:
+        resolved = path.resolve()
+        inside = resolved.is_relative_to(root.resolve())
+        is_file = resolved.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, name too long, symlink loop
+        raise DataError(f"{origin}: unusable image path {relative!r} ({exc})") from None
+    if not inside:
         raise DataError(
             f"{origin}: image path {relative!r} is a symlink leading outside the data folder {root}"
         )
-    if not resolved.is_file():
+    if not is_file:
         raise DataError(f"{origin}: image file {relative!r} not found in {root}")
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         raise DataError(
@@ -110,13 +121,14 @@ def safe_image_path(root: Path, relative: str, origin: str) -> Path:
 
 
 def decode_text(raw: bytes, origin: str) -> str:
-    """UTF-8 text; invalid bytes become U+FFFD with a warning, never a crash."""
+    """UTF-8 text (a byte-order mark, as Excel writes, is dropped); invalid bytes become U+FFFD
+    with a warning, never a crash."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         warnings.warn(
             f"{origin}: text is not valid UTF-8 (byte {exc.start}); undecodable bytes replaced",
             PinidWarning,
             stacklevel=2,
         )
-        return raw.decode("utf-8", errors="replace")
+        return raw.decode("utf-8-sig", errors="replace")

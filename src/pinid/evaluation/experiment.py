@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import platform
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from pinid import __version__
 from pinid._atomic import atomic_write_text
-from pinid.data import Dataset, PinidWarning, Split, load_split, make_split, save_split
+from pinid.data import Dataset, Split, load_split, make_split, save_split
+from pinid.errors import DataError
 from pinid.evaluation.analyses import analyse
 from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
 from pinid.features import MAX_FAILURE_RATE
@@ -67,16 +67,19 @@ def run_experiment(
     similarity: str = "joint",
     max_unreadable: float = MAX_FAILURE_RATE,
     strict: bool = False,
+    split_file: Path | None = None,
 ) -> tuple[dict, PinIdentifier]:
     """Run the protocol; write ``out/split.json``, ``out/results.json`` and ``out/model/``."""
     timings: dict[str, float] = {}
+    dataset = dataset.drop_small_users(strict=strict)
+    # The split is of the dataset as given (as `pinid data split` makes it); pins whose image
+    # turns out unreadable simply drop out of their part.
+    split = choose_split(dataset, out / "split.json", seed, split_file)
+
     clock = time.perf_counter()
     extractor = extractor or ImageFeatureExtractor()
     data = prepare(dataset, extractor, max_unreadable=max_unreadable, strict=strict)
     timings["features"] = time.perf_counter() - clock
-
-    split_path = out / "split.json"
-    split = _reuse_or_make_split(split_path, data.dataset, seed)
 
     clock = time.perf_counter()
     chosen, validation = tune_C(data, split)
@@ -97,12 +100,15 @@ def run_experiment(
         models[name], per_user[name] = evaluate_ranking(
             y_true, top_k(matrix, RECALL_K), model.classes_
         )
-    for space in SPACES:
-        name = "cf_ref" if space == similarity else f"cf_ref_{space}"
-        refined = model.refine(scores["cf"], test_X, space)
-        models[name], per_user[name] = evaluate_ranking(y_true, refined.users, model.classes_)
-        if name == "cf_ref":
-            final = refined
+    refined = {space: model.refine(scores["cf"], test_X, space) for space in SPACES}
+    final = refined[similarity]
+    models["cf_ref"], per_user["cf_ref"] = evaluate_ranking(y_true, final.users, model.classes_)
+    for space in SPACES:  # every space under its own name too (joint only when not the default)
+        if space != "joint" or similarity != "joint":
+            name = f"cf_ref_{space}"
+            models[name], per_user[name] = evaluate_ranking(
+                y_true, refined[space].users, model.classes_
+            )
     timings["evaluate"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -146,19 +152,34 @@ def run_experiment(
     return results, model
 
 
-def _reuse_or_make_split(path: Path, dataset: Dataset, seed: int) -> Split:
-    """A rerun into the same folder uses exactly the saved split, if it still fits the data."""
-    if path.exists():
-        split = load_split(path)
-        if split.seed == seed and set(split.assignment) == {p.pin_id for p in dataset.pins}:
-            return split
-        warnings.warn(
-            f"{path}: saved split does not match this data/seed; made anew",
-            PinidWarning,
-            stacklevel=3,
+def split_for(dataset: Dataset, split_file: Path) -> Split:
+    """A saved split, restricted to the dataset's pins, every one of which it must cover."""
+    split = load_split(split_file)
+    pin_ids = {p.pin_id for p in dataset.pins}
+    missing = pin_ids - set(split.assignment)
+    if missing:
+        raise DataError(
+            f"{split_file}: split does not cover {len(missing)} pin(s) of {dataset.source}, "
+            f"e.g. {sorted(missing)[0]!r}"
         )
-    split = make_split(dataset, seed)
-    save_split(split, path)
+    return Split({k: v for k, v in split.assignment.items() if k in pin_ids}, split.seed)
+
+
+def choose_split(dataset: Dataset, saved: Path, seed: int, split_file: Path | None = None) -> Split:
+    """``split_file`` if given (it must cover every pin), else the run folder's saved split
+    when it fits the data and seed, else a new one; the choice is saved to ``saved``."""
+    pin_ids = {p.pin_id for p in dataset.pins}
+    if split_file is not None:
+        split = split_for(dataset, split_file)
+    elif (
+        saved.exists()
+        and (old := load_split(saved)).seed == seed
+        and set(old.assignment) == pin_ids
+    ):
+        split = old
+    else:
+        split = make_split(dataset, seed)
+    save_split(split, saved)
     return split
 
 

@@ -22,7 +22,7 @@ from pinid.errors import DataError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, DEFAULT_FIT, MAX_FAILURE_RATE
 from pinid.features.cache import FeatureCache
 from pinid.features.efficientnet import FEATURE_DIM, get_spec
-from pinid.features.images import UnreadableImage, decode_image, read_image_bytes
+from pinid.features.images import DECODE_VERSION, UnreadableImage, decode_image, read_image_bytes
 from pinid.features.preprocess import FITS, PREPROCESS_VERSION
 from pinid.paths import cache_dir
 
@@ -73,9 +73,9 @@ class ImageFeatureExtractor:
 
     @cached_property
     def extractor_id(self) -> str:
-        """Name, preprocessing and weights digest: any change gives a fresh cache folder."""
+        """Name, decoding, preprocessing and weights digest: any change gives a fresh cache."""
         digest = hashlib.sha256(self.spec.weights_path().read_bytes()).hexdigest()[:12]
-        return f"{self.spec.name}-{self.fit}-{PREPROCESS_VERSION}-{digest}"
+        return f"{self.spec.name}-{self.fit}-{DECODE_VERSION}{PREPROCESS_VERSION}-{digest}"
 
     @cached_property
     def _model(self):
@@ -104,14 +104,10 @@ class ImageFeatureExtractor:
         item.vector = self.cache.get(item.sha256)
         if item.vector is not None:
             return item
-        item.reason = self.cache.get_failure(item.sha256)
-        if item.reason is not None:
-            return item
         try:
             item.tensor = to_tensor(decode_image(data, path.name), self.spec.resolution, self.fit)
-        except UnreadableImage as exc:
+        except UnreadableImage as exc:  # not cached: a fixed decoder should get another try
             item.reason = str(exc)
-            self.cache.put_failure(item.sha256, item.reason)
         return item
 
     def _prepared(self, paths: Sequence[Path]) -> Iterator[_Prepared]:

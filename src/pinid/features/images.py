@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from pinid.data.svg import MAX_SVG_BYTES, SvgError, rasterise
+from pinid.data.svg import RENDER_SIDE, SvgError, rasterise
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+DECODE_VERSION = f"d1s{RENDER_SIDE}"
+"""Part of the feature cache key: bump when decoding (or SVG rendering) changes its output."""
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 """Above this many pixels an image is refused as a possible decompression bomb (Pillow: 89M)."""
@@ -45,8 +47,6 @@ def read_image_bytes(path: Path) -> bytes:
 def decode_image(data: bytes, name: str = "") -> Image.Image:
     """Decode bytes (JPEG, PNG, WebP, GIF or SVG) to an RGB image, or raise UnreadableImage."""
     if name.lower().endswith(".svg") or data.lstrip()[:5] in (b"<?xml", b"<svg ", b"<svg>"):
-        if len(data) > MAX_SVG_BYTES:
-            raise UnreadableImage("SVG too large")
         try:
             return rasterise(data)
         except SvgError as exc:

@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
+from pinid.errors import DataError
 from pinid.features.text import make_text_vectorizer
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -42,6 +43,19 @@ def make_image_model(C: float = 1.0) -> Pipeline:
     return Pipeline([("l2", Normalizer()), ("logistic", _logistic(C))])
 
 
+def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
+    """``model.fit``, with a text model that finds no dictionary explained in one line."""
+    try:
+        return model.fit(X, y)
+    except ValueError as exc:
+        if "vocabulary" in str(exc) or "no terms remain" in str(exc):
+            raise DataError(
+                "no word occurs in two or more training pins (or there is no text at all); "
+                "the text model needs some shared words"
+            ) from None
+        raise
+
+
 def select_C(
     model: Pipeline,
     X_train,
@@ -53,7 +67,7 @@ def select_C(
     """The C of ``grid`` with the best validation accuracy (ties: the smaller C), and all scores."""
     scores: dict[float, float] = {}
     for C in grid:
-        candidate = clone(model).set_params(logistic__C=C).fit(X_train, y_train)
+        candidate = fit_model(clone(model).set_params(logistic__C=C), X_train, y_train)
         scores[C] = float(np.mean(candidate.predict(X_val) == y_val))
     best = max(grid, key=lambda C: (scores[C], -C))
     return best, scores

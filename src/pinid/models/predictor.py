@@ -36,9 +36,10 @@ class Predictor:
     def identify(
         self, texts: Sequence[str | None], images: Sequence[Path | None], top: int = 10
     ) -> list[dict]:
-        """One answer per pin; a missing (or unreadable) modality is left out and said so."""
+        """One answer per pin; a missing (``None``) or unreadable modality is left out, and
+        ``used`` says so. A given but empty text goes through the text model, as in training."""
         n = len(texts)
-        has_text = np.array([bool(t and t.strip()) for t in texts])
+        has_text = np.array([t is not None for t in texts])
         image_rows = [i for i, path in enumerate(images) if path is not None]
         vectors = np.zeros((n, FEATURE_DIM), np.float32)
         has_image = np.zeros(n, bool)
