@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +47,6 @@ class Dataset:
 
     def pins_per_user(self) -> Counter[str]:
         return Counter(pin.user for pin in self.pins)
-
-    def subset(self, pin_ids: Iterable[str]) -> Dataset:
-        """The pins whose ids are given, in the dataset's own order."""
-        wanted = set(pin_ids)
-        return Dataset(tuple(p for p in self.pins if p.pin_id in wanted), self.root, self.source)
 
     def drop_small_users(self, minimum: int = MIN_PINS_TO_SPLIT, strict: bool = False) -> Dataset:
         """Drop users with fewer than ``minimum`` pins (warn, or raise with ``strict``); at

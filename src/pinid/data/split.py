@@ -32,16 +32,6 @@ class Split:
     def ids(self, part: str) -> set[str]:
         return {pin_id for pin_id, p in self.assignment.items() if p == part}
 
-    def apply(self, dataset: Dataset) -> tuple[Dataset, Dataset, Dataset]:
-        """The dataset's train, validation and test pins (each in the dataset's order)."""
-        unknown = [p.pin_id for p in dataset.pins if p.pin_id not in self.assignment]
-        if unknown:
-            raise DataError(
-                f"split does not cover {len(unknown)} pin(s) of {dataset.source}, "
-                f"e.g. {unknown[0]!r}; rerun without the saved split"
-            )
-        return tuple(dataset.subset(self.ids(part)) for part in PARTS)  # type: ignore[return-value]
-
 
 def _user_generator(user: str, seed: int) -> np.random.Generator:
     digest = int.from_bytes(hashlib.sha256(user.encode("utf-8")).digest()[:8], "little")

@@ -171,13 +171,6 @@ class ImageFeatureExtractor:
         bar.close()
         return result
 
-    def features_of(self, path: Path) -> np.ndarray:
-        """One image's features; raises UnreadableImage with the reason."""
-        result = self.extract([path], what="query")
-        if not result.readable[0]:
-            raise UnreadableImage(result.unreadable[0])
-        return result.features[0]
-
 
 def check_failure_rate(
     result: FeatureResult, names: Sequence[str], max_rate: float = MAX_FAILURE_RATE

@@ -61,7 +61,7 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
                     )
                 img.seek(0)  # first frame of an animation
                 img.load()
-                return _to_rgb(ImageOps.exif_transpose(img))
+                return to_rgb(ImageOps.exif_transpose(img))
         except UnreadableImage:
             raise
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -80,7 +80,8 @@ def load_image(path: str | Path) -> Image.Image:
     return decode_image(read_image_bytes(path), path.name)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB of any Pillow mode: 16/32-bit rescaled, palette and alpha composited on white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I;16") else max(float(array.max()), 1.0)

@@ -13,23 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pinid.features.images import to_rgb
+
 PREPROCESS_VERSION = "v1"
 
 FITS = ("crop", "pad")
 CROP_PADDING = 32
 _WHITE = (255, 255, 255)
-
-
-def _rgb(img: Image.Image) -> Image.Image:
-    """RGB; transparency is flattened onto white, the background clip art is drawn for."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, _WHITE)
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return img.convert("RGB")
 
 
 def _crop_box(width: int, height: int, resolution: int) -> tuple[int, int, int, int]:
@@ -60,7 +50,7 @@ def to_tensor(img: Image.Image, resolution: int, fit: str = "pad") -> torch.Tens
         raise ValueError(f"unknown fit {fit!r}; valid: {', '.join(FITS)}")
     if resolution < 1:
         raise ValueError(f"resolution must be positive, got {resolution}")
-    img = _rgb(img)
+    img = to_rgb(img)
     size = (resolution, resolution)
     if fit == "crop":
         # resize(box=...) crops and resamples in one pass, without an intermediate copy.
