@@ -115,7 +115,8 @@ def run_experiment(
     analyses = analyse(data, model, y_true, final, per_user["cf_ref"], seed)
     timings["analyses"] = time.perf_counter() - clock
 
-    counts = {part: len(split.ids(part)) for part in ("train", "val", "test")}
+    used = {p.pin_id for p in data.dataset.pins}  # without pins whose image was unreadable
+    counts = {part: len(split.ids(part) & used) for part in ("train", "val", "test")}
     results = {
         "pinid_version": __version__,
         "dataset": {

@@ -16,14 +16,15 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from pinid.errors import DataError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, DEFAULT_FIT, MAX_FAILURE_RATE
 from pinid.features.cache import FeatureCache
-from pinid.features.efficientnet import FEATURE_DIM, get_spec
+from pinid.features.efficientnet import FEATURE_DIM, build_model, get_spec
 from pinid.features.images import DECODE_VERSION, UnreadableImage, decode_image, read_image_bytes
-from pinid.features.preprocess import FITS, PREPROCESS_VERSION
+from pinid.features.preprocess import FITS, PREPROCESS_VERSION, to_tensor
 from pinid.paths import cache_dir
 
 DECODE_THREADS = 2
@@ -79,10 +80,6 @@ class ImageFeatureExtractor:
 
     @cached_property
     def _model(self):
-        import torch
-
-        from pinid.features.efficientnet import build_model
-
         torch.set_num_threads(os.cpu_count() or 1)
         return build_model(self.spec.name)
 
@@ -92,8 +89,6 @@ class ImageFeatureExtractor:
         return self
 
     def _prepare(self, index: int, path: Path) -> _Prepared:
-        from pinid.features.preprocess import to_tensor
-
         item = _Prepared(index)
         try:
             data = read_image_bytes(path)
@@ -125,8 +120,6 @@ class ImageFeatureExtractor:
                 yield pending.popleft().result()
 
     def _forward(self, tensors: list) -> np.ndarray:
-        import torch
-
         with torch.inference_mode():
             return self._model(torch.stack(tensors)).float().numpy()
 

@@ -15,6 +15,7 @@ from pinid.errors import ModelFileError
 from pinid.features.dataset import PinFeatures
 from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.extract import ImageFeatureExtractor
+from pinid.models.fusion import cascade
 from pinid.models.io import load_model
 
 
@@ -61,7 +62,7 @@ class Predictor:
                 has_image[usable],
             )
             r_text, r_image = self.model.modality_proba(X)
-            refined = self.model.refine(self.model.predict_proba(X), X)
+            refined = self.model.refine(cascade(r_text, r_image), X)
             for j, row in enumerate(usable):
                 answers[row] = {
                     "ranking": self._ranking(refined, j, r_text, r_image, X, top),
