@@ -218,7 +218,8 @@ def build_corpus(
 
     clips, skipped = scan(source_dir)
     chosen = select(clips, min_pins, max_pins, seed)
-    png_name = {c.sha256: f"{c.sha256[:20]}.png" for c in chosen}
+    # The render size is in the name, so a change of size can never reuse a stale render.
+    png_name = {c.sha256: f"{c.sha256[:20]}-{RENDER_SIDE}.png" for c in chosen}
     jobs = [
         (str(source_dir / c.relative), str(images / png_name[c.sha256]))
         for c in chosen
