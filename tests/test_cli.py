@@ -105,6 +105,17 @@ def test_predict_with_one_modality_says_which(run_dir, capsys):
     image_only = _predict_json(capsys, "--model", model, "--image", image, "--top", "2")
     assert image_only["used"] == ["image"] and len(image_only["ranking"]) == 2
     assert image_only["ranking"][0]["text_prob"] is None
+    # compared in image space: a training image finds itself with similarity 1, not 1/sqrt(2)
+    assert image_only["ranking"][0]["evidence"]["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_text_without_known_words_is_not_used(run_dir, capsys):
+    model = str(run_dir / "model")
+    assert main(["predict", "--model", model, "--text", "zzqqx the of"]) == 2
+    assert "the text has no word the model knows" in capsys.readouterr().err
+    image = json.loads((run_dir / "model" / "model.json").read_text())["training_pins"]["image"][1]
+    answer = _predict_json(capsys, "--model", model, "--image", image, "--text", "zzqqx")
+    assert answer["used"] == ["image"] and "text_note" in answer
 
 
 def test_batch_predict_writes_one_line_per_pin(run_dir, sample_corpus, tmp_path):

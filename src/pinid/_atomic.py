@@ -26,6 +26,8 @@ _UMASK = _read_umask()  # once, at import: os.umask is process-wide, not thread-
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temp file beside ``path``; on success fsync and rename it into place."""
     path = Path(path)
+    if path.is_dir():
+        raise PinidError(f"{path}: is a folder; give the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -53,6 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PinidError as exc:
         print(f"pinid: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stderr.close()
+        return 0
+    except OSError as exc:  # the file system said no (an --out that is a folder, a full disk...)
+        where = exc.filename if exc.filename else ""
+        print(f"pinid: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pinid: interrupted", file=sys.stderr)
         return 130

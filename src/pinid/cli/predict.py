@@ -40,14 +40,22 @@ def main(args: argparse.Namespace) -> int:
         raise PinidError("give --image, --text or both (or --data and --out for a batch)")
     image = Path(args.image) if args.image else None
     if image is not None and not image.is_file():
-        raise DataError(f"{image}: image file not found")
+        raise DataError(
+            f"{image}: "
+            + ("is a folder, not an image" if image.is_dir() else "image file not found")
+        )
     answer = Predictor(args.model).identify([args.text], [image], top=args.top)[0]
     if "image_error" in answer:
         raise DataError(f"{image}: {answer['image_error']}")
+    if not answer["ranking"]:
+        raise DataError("nothing to identify: the text has no word the model knows, and no image")
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0
-    print(f"used: {' + '.join(answer['used'])}")
+    print(
+        f"used: {' + '.join(answer['used'])}"
+        + (f" ({answer['text_note']})" if "text_note" in answer else "")
+    )
     for rank, entry in enumerate(answer["ranking"], start=1):
         evidence = entry["evidence"]
         print(

@@ -8,6 +8,7 @@ never becomes text: many contain the author's name and would leak the label.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from pinid._atomic import atomic_open, atomic_write_text
@@ -193,6 +195,31 @@ def _render_one(job: tuple[str, str]) -> str | None:
     return None
 
 
+def _distinct_renders(
+    clips: list[Clip], images: Path, png_name: dict[str, str], skipped: Counter[str]
+) -> list[Clip]:
+    """Clips whose render shows something and differs from every earlier one.
+
+    Different SVGs can render to the same picture (CairoSVG draws some gradient patterns as
+    plain white): as with duplicate files, one picture must not sit in train and test.
+    """
+    seen: set[str] = set()
+    kept = []
+    for clip in clips:
+        data = (images / png_name[clip.sha256]).read_bytes()
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+            if img.convert("L").getextrema() == (255, 255):
+                skipped["blank render"] += 1
+                continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            skipped["duplicate (same render)"] += 1
+            continue
+        seen.add(digest)
+        kept.append(clip)
+    return kept
+
+
 def build_corpus(
     out: str | Path,
     *,
@@ -239,11 +266,16 @@ def build_corpus(
                 if reason is not None:
                     failed[svg_path] = reason
                     skipped[reason] += 1
-    rendered = [c for c in chosen if str(source_dir / c.relative) not in failed]
+    rendered = _distinct_renders(
+        [c for c in chosen if str(source_dir / c.relative) not in failed],
+        images,
+        png_name,
+        skipped,
+    )
     counts = Counter(c.metadata.creator for c in rendered)
     kept = [c for c in rendered if counts[c.metadata.creator] >= min_pins]
     if len(kept) < len(rendered):
-        skipped["creator below --min-pins after render failures"] += len(rendered) - len(kept)
+        skipped["creator below --min-pins after dropped renders"] += len(rendered) - len(kept)
     if not kept:
         raise DataError(f"{source_dir}: no creator has {min_pins} or more usable clips")
 

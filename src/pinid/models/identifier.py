@@ -84,10 +84,27 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         return self.refiners_[space]
 
     def refine(self, scores: np.ndarray, X: PinFeatures, space: str | None = None) -> Refined:
-        """Re-rank each pin's top-k users of ``scores`` by their most similar training pin."""
+        """Re-rank each pin's top-k users of ``scores`` by their most similar training pin.
+
+        In the joint space a pin given with one modality only is compared in that modality's
+        space: against joint training vectors it would score at most 1/sqrt(2), and higher
+        against training pins that happen to lack the other modality.
+        """
+        space = space or self.similarity
+        texts = self.text_vectors(X.texts)
         images = self.image_vectors(X.images) * X.has_image[:, None]
-        query = make_space(space or self.similarity, self.text_vectors(X.texts), images)
-        return self.refiner(space).refine(scores, query)
+        per_pin = np.full(len(X), space, dtype=object)
+        if space == "joint":
+            per_pin[X.has_text & ~X.has_image] = "text"
+            per_pin[X.has_image & ~X.has_text] = "image"
+        parts = []
+        for name in sorted(set(per_pin)):
+            rows = np.flatnonzero(per_pin == name)
+            query = make_space(name, texts[rows], images[rows])
+            parts.append((rows, self.refiner(name).refine(scores[rows], query)))
+        if len(parts) == 1:
+            return parts[0][1]
+        return Refined.gather(parts, len(X))
 
     def rank(self, X: PinFeatures) -> Refined:
         """The final ranking (cascade + refinement) with evidence, best first."""

@@ -37,10 +37,13 @@ class Predictor:
     def identify(
         self, texts: Sequence[str | None], images: Sequence[Path | None], top: int = 10
     ) -> list[dict]:
-        """One answer per pin; a missing (``None``) or unreadable modality is left out, and
-        ``used`` says so. A given but empty text goes through the text model, as in training."""
+        """One answer per pin; a missing (``None``) or unusable modality is left out, and
+        ``used`` says so. A text without any word of the model's dictionary is unusable: it
+        would only restate the users' prior and make every similarity zero."""
         n = len(texts)
-        has_text = np.array([t is not None for t in texts])
+        given = np.array([t is not None for t in texts])
+        known = np.diff(self.model.text_vectors([t or "" for t in texts]).indptr) > 0
+        has_text = given & known
         image_rows = [i for i, path in enumerate(images) if path is not None]
         vectors = np.zeros((n, FEATURE_DIM), np.float32)
         has_image = np.zeros(n, bool)
@@ -75,6 +78,8 @@ class Predictor:
             answers[row].setdefault("used", [])
             if row in errors:
                 answers[row]["image_error"] = f"unreadable: {errors[row]}"
+            if given[row] and not known[row]:
+                answers[row]["text_note"] = "no word the model knows; text not used"
             answers[row]["model"] = str(self.model_dir)
         return answers
 

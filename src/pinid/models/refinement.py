@@ -29,6 +29,17 @@ class Refined:
     evidence: np.ndarray  # (n, k) index of the most similar training pin of that user
     similarity: np.ndarray  # (n, k) l_u
 
+    @classmethod
+    def gather(cls, parts: list[tuple[np.ndarray, Refined]], n: int) -> Refined:
+        """One result from results for disjoint sets of rows."""
+        fields = ("users", "scores", "fused", "evidence", "similarity")
+        k = parts[0][1].users.shape[1]
+        out = cls(*(np.empty((n, k), getattr(parts[0][1], f).dtype) for f in fields))
+        for rows, part in parts:
+            for f in fields:
+                getattr(out, f)[rows] = getattr(part, f)
+        return out
+
 
 class SimilarityRefiner(BaseEstimator):
     """Stores the training pins of a similarity space; ``refine`` re-ranks fused scores."""
