@@ -201,3 +201,32 @@ def test_a_folder_without_any_text_is_a_one_line_error(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no word occurs in two or more training pins" in err and err.count("\n") == 1
+
+
+def test_experiment_never_writes_into_a_folder_of_the_users(sample_corpus, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    assert main(["experiment", "--data", str(sample_corpus), "--out", str(mine)]) == 2
+    assert "is not a folder pinid wrote" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_failed_experiment_leaves_no_split_behind(tmp_path, capsys):
+    from tests.conftest import write_image, write_manifest
+
+    rows = []
+    for u in range(2):
+        for i in range(4):
+            name = f"{u}_{i}.png"
+            if i == 0:
+                (tmp_path / name).write_text("not an image")
+            else:
+                write_image(tmp_path / name, 10 * u + i)
+            rows.append({"pin_id": name, "user": f"u{u}", "text": "x y", "image": name})
+    out = tmp_path / "run"
+    assert (
+        main(["experiment", "--data", str(write_manifest(tmp_path, rows)), "--out", str(out)]) == 2
+    )
+    assert "images unreadable" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())

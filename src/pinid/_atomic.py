@@ -77,5 +77,18 @@ def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
         raise
 
 
+def check_output_folder(path: str | os.PathLike, *markers: str) -> Path:
+    """An --out folder pinid may write into: new, empty, or holding one of its own ``markers``.
+
+    A typo in --out must never mix pinid's files into (or over) a folder of the user's.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PinidError(f"{path}: is a file; --out needs a folder")
+    if path.is_dir() and any(path.iterdir()) and not any((path / m).exists() for m in markers):
+        raise PinidError(f"{path}: exists and is not a folder pinid wrote; choose another --out")
+    return path
+
+
 def _replaceable(folder: Path, marker: str) -> bool:
     return (folder / marker).is_file() or not any(folder.iterdir())

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pinid._atomic import atomic_open, atomic_write_text
+from pinid._atomic import atomic_open, atomic_write_text, check_output_folder
 from pinid.data.svg import (
     MAX_SVG_BYTES,
     RENDER_SIDE,
@@ -239,7 +239,7 @@ def build_corpus(
     source_dir = Path(source) if source else obtain_source()
     if not source_dir.is_dir():
         raise DataError(f"{source_dir}: openclipart source folder not found")
-    out = Path(out)
+    out = check_output_folder(out, "manifest.jsonl", "images")
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pinid import __version__
-from pinid._atomic import atomic_write_text
+from pinid._atomic import atomic_write_text, check_output_folder
 from pinid.data import Dataset, Split, load_split, make_split, save_split
 from pinid.errors import DataError
 from pinid.evaluation.analyses import analyse
@@ -71,6 +71,7 @@ def run_experiment(
 ) -> tuple[dict, PinIdentifier]:
     """Run the protocol; write ``out/split.json``, ``out/results.json`` and ``out/model/``."""
     timings: dict[str, float] = {}
+    check_output_folder(out, "results.json", "split.json", "corpus/manifest.jsonl")
     dataset = dataset.drop_small_users(strict=strict)
     # The split is of the dataset as given (as `pinid data split` makes it); pins whose image
     # turns out unreadable simply drop out of their part.
@@ -146,6 +147,7 @@ def run_experiment(
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
+    save_split(split, out / "split.json")  # only now: a failed run leaves nothing behind
     save_model(out / "model", model, training_pins, extractor_record(extractor), seed=seed)
     atomic_write_text(
         out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"
@@ -168,7 +170,7 @@ def split_for(dataset: Dataset, split_file: Path) -> Split:
 
 def choose_split(dataset: Dataset, saved: Path, seed: int, split_file: Path | None = None) -> Split:
     """``split_file`` if given (it must cover every pin), else the run folder's saved split
-    when it fits the data and seed, else a new one; the choice is saved to ``saved``."""
+    when it fits the data and seed, else a new one."""
     pin_ids = {p.pin_id for p in dataset.pins}
     if split_file is not None:
         split = split_for(dataset, split_file)
@@ -180,7 +182,6 @@ def choose_split(dataset: Dataset, saved: Path, seed: int, split_file: Path | No
         split = old
     else:
         split = make_split(dataset, seed)
-    save_split(split, saved)
     return split
 
 
