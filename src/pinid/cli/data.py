@@ -61,6 +61,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     split = make_split(dataset, seed=args.seed)
     save_split(split, args.out)
-    sizes = {part: len(split.ids(part)) for part in ("train", "val", "test")}
-    print(f"split of {len(dataset)} pins written to {args.out}: {sizes}")
+    train, val, test = (len(split.ids(part)) for part in ("train", "val", "test"))
+    print(f"split of {len(dataset)} pins written to {args.out}: ", end="")
+    print(f"{train} train, {val} validation, {test} test")
     return 0

@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     for rank, entry in enumerate(answer["ranking"], start=1):
         evidence = entry["evidence"]
         print(
-            f"{rank:>2}. {entry['user']:<32} score {entry['score']:.4f}  "
+            f"{rank:>2}. {entry['user'][:40]:<40} score {entry['score']:.4f}  "
             f"evidence {evidence['pin_id']} (similarity {evidence['similarity']:.2f}): "
             f"{evidence['text'][:60]!r}"
         )

@@ -65,7 +65,9 @@ def _jsonl_rows(text: str, path: Path) -> list[tuple[int, dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            raise DataError(
+                f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno})"
+            ) from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: each line must be a JSON object")
         rows.append((number, row))

@@ -93,7 +93,9 @@ def safe_image_path(root: Path, relative: str, origin: str) -> Path:
             f"{origin}: image path {relative!r} is absolute; give it relative to {root}"
         )
     if ".." in candidate.parts:
-        raise DataError(f"{origin}: image path {relative!r} escapes the data folder {root}")
+        raise DataError(
+            f"{origin}: image path {relative!r} escapes the data folder {root.resolve()}"
+        )
     path = root / candidate
     try:
         resolved = path.resolve()

@@ -131,7 +131,7 @@ def reliability(results: dict, folder: Path) -> Figure:
     ax.set_xlabel("confidence of the top user (share of the top-10 refined scores)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability of the final scores (ECE {rel['ece']:.3f})")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", markerscale=0.4)
     _save(fig, folder, "reliability")
     return Figure(
         "reliability",
