@@ -70,14 +70,18 @@ def test_any_changed_byte_in_the_arrays_is_refused(fitted, tmp_path):
         load_model(folder)
 
 
+def _store_arrays(folder: Path, data: bytes) -> None:
+    """Replace arrays.npz and record its hash, as an attacker controlling both files would."""
+    (folder / "arrays.npz").write_bytes(data)
+    doc = json.loads((folder / "model.json").read_text())
+    doc["arrays"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (folder / "model.json").write_text(json.dumps(doc))
+
+
 def _rewrite_arrays(folder: Path, arrays: dict) -> None:
-    """Replace the arrays and record their hash, as an attacker controlling both files would."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    (folder / "arrays.npz").write_bytes(buffer.getvalue())
-    doc = json.loads((folder / "model.json").read_text())
-    doc["arrays"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
-    (folder / "model.json").write_text(json.dumps(doc))
+    _store_arrays(folder, buffer.getvalue())
 
 
 def _arrays(folder: Path) -> dict:
@@ -124,10 +128,7 @@ def test_a_header_claiming_a_huge_array_is_refused_before_allocating(fitted, tmp
             else:
                 np.lib.format.write_array(member, array)
             archive.writestr(f"{name}.npy", member.getvalue())
-    (folder / "arrays.npz").write_bytes(buffer.getvalue())
-    doc = json.loads((folder / "model.json").read_text())
-    doc["arrays"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
-    (folder / "model.json").write_text(json.dumps(doc))
+    _store_arrays(folder, buffer.getvalue())
     with pytest.raises(ModelFileError, match="train_y: header claims more data than the file"):
         load_model(folder)
 

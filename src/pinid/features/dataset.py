@@ -59,8 +59,12 @@ class PreparedData:
     def labels(self) -> np.ndarray:
         return np.array([p.user for p in self.dataset.pins])
 
+    def rows(self, ids: set[str]) -> np.ndarray:
+        """Positions of the pins whose ids are given, in the dataset's order."""
+        return np.array([i for i, p in enumerate(self.dataset.pins) if p.pin_id in ids], dtype=int)
+
     def part(self, ids: set[str]) -> tuple[PinFeatures, np.ndarray]:
-        rows = np.array([i for i, p in enumerate(self.dataset.pins) if p.pin_id in ids], dtype=int)
+        rows = self.rows(ids)
         return self.features.take(rows), self.labels()[rows]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from pinid.features.dataset import PreparedData
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.models.identifier import PinIdentifier
@@ -14,10 +12,9 @@ def fit_identifier(
     data: PreparedData, pin_ids: set[str], C: dict[str, float], similarity: str = "joint"
 ) -> tuple[PinIdentifier, TrainingPins]:
     """Fit on the pins in ``pin_ids``; return the model and its training pins (for evidence)."""
-    rows = np.array([i for i, p in enumerate(data.dataset.pins) if p.pin_id in pin_ids], dtype=int)
-    X, y = data.features.take(rows), data.labels()[rows]
+    X, y = data.part(pin_ids)
     model = PinIdentifier(C_text=C["text"], C_image=C["image"], similarity=similarity).fit(X, y)
-    pins = [data.dataset.pins[i] for i in rows]
+    pins = [data.dataset.pins[i] for i in data.rows(pin_ids)]
     return model, TrainingPins(
         pin_ids=[p.pin_id for p in pins],
         texts=[p.text for p in pins],
