@@ -32,11 +32,15 @@ _NS = {
 
 
 class SvgError(ValueError):
-    """An SVG pinid refuses or cannot read; ``reason`` is a short label for summaries."""
+    """An SVG pinid refuses or cannot read; ``reason`` is a short label for summaries.
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    ``oversize`` marks refusals for size (bytes, entity expansion, element count): bombs.
+    """
+
+    def __init__(self, reason: str, detail: str = "", *, oversize: bool = False) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.oversize = oversize
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class SvgMetadata:
 
 def _check_size(data: bytes) -> None:
     if len(data) > MAX_SVG_BYTES:
-        raise SvgError("too large", f"{len(data)} bytes > {MAX_SVG_BYTES}")
+        raise SvgError("too large", f"{len(data)} bytes > {MAX_SVG_BYTES}", oversize=True)
 
 
 _DOCTYPE = re.compile(
@@ -101,7 +105,9 @@ def _without_doctype(data: bytes) -> bytes:
         pattern = re.compile(rb"&(" + b"|".join(re.escape(n) for n in entities) + rb");")
         expanded = len(body) + sum(len(entities[m[1]]) - len(m[0]) for m in pattern.finditer(body))
         if expanded > MAX_SVG_BYTES:  # measured before expanding: the bytes never exist
-            raise SvgError("refused DTD", f"entities would expand to {expanded} bytes")
+            raise SvgError(
+                "refused DTD", f"entities would expand to {expanded} bytes", oversize=True
+            )
         body = pattern.sub(lambda m: entities[m.group(1)], body)
     return body
 
@@ -199,9 +205,13 @@ def _check_use_expansion(root) -> None:
     try:
         total = nodes(root)
     except RecursionError:
-        raise SvgError("too complex", "elements nested too deeply") from None
+        raise SvgError("too complex", "elements nested too deeply", oversize=True) from None
     if total > MAX_RENDERED_NODES:
-        raise SvgError("too complex", f"over {MAX_RENDERED_NODES} elements once <use> is expanded")
+        raise SvgError(
+            "too complex",
+            f"over {MAX_RENDERED_NODES} elements once <use> is expanded",
+            oversize=True,
+        )
 
 
 def _render(data: bytes, **size) -> bytes:

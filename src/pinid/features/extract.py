@@ -23,7 +23,13 @@ from pinid.errors import DataError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, DEFAULT_FIT, MAX_FAILURE_RATE
 from pinid.features.cache import FeatureCache
 from pinid.features.efficientnet import FEATURE_DIM, build_model, get_spec
-from pinid.features.images import DECODE_VERSION, UnreadableImage, decode_image, read_image_bytes
+from pinid.features.images import (
+    DECODE_VERSION,
+    UnreadableImage,
+    check_image_bytes,
+    decode_image,
+    read_image_bytes,
+)
 from pinid.features.preprocess import FITS, PREPROCESS_VERSION, to_tensor
 from pinid.paths import cache_dir
 
@@ -118,6 +124,18 @@ class ImageFeatureExtractor:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+
+    def features_of(self, data: bytes, name: str = "") -> np.ndarray:
+        """One image's features from its bytes, or :class:`UnreadableImage`.
+
+        The cache is read but never written: a service answering strangers' uploads must not
+        let them fill its disk.
+        """
+        vector = self.cache.get(hashlib.sha256(check_image_bytes(data)).hexdigest())
+        if vector is not None:
+            return vector
+        tensor = to_tensor(decode_image(data, name), self.spec.resolution, self.fit)
+        return self._forward([tensor])[0]
 
     def _forward(self, tensors: list) -> np.ndarray:
         with torch.inference_mode():

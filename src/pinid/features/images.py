@@ -27,7 +27,16 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 class UnreadableImage(ValueError):
-    """An image pinid will not use; the message is the reason shown as ``unreadable: <reason>``."""
+    """An image pinid will not use; the message is the reason shown as ``unreadable: <reason>``.
+
+    ``kind`` sorts reasons for callers that answer differently (the web service: 413, 415, 422):
+    ``"oversize"`` (too many bytes or pixels, a decompression bomb), ``"format"`` (not an image
+    pinid accepts) or ``"damaged"`` (an accepted format that cannot be decoded or read).
+    """
+
+    def __init__(self, reason: str, kind: str = "damaged") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 def read_image_bytes(path: Path) -> bytes:
@@ -37,10 +46,15 @@ def read_image_bytes(path: Path) -> bytes:
             data = fh.read(MAX_IMAGE_BYTES + 1)
     except OSError as exc:
         raise UnreadableImage(f"cannot read file ({exc.strerror})") from None
+    return check_image_bytes(data)
+
+
+def check_image_bytes(data: bytes) -> bytes:
+    """``data`` unchanged, unless it is empty or larger than pinid will decode."""
     if len(data) > MAX_IMAGE_BYTES:
-        raise UnreadableImage(f"file larger than {MAX_IMAGE_BYTES // 2**20} MB")
+        raise UnreadableImage(f"file larger than {MAX_IMAGE_BYTES // 2**20} MB", "oversize")
     if not data:
-        raise UnreadableImage("empty file")
+        raise UnreadableImage("empty file", "format")
     return data
 
 
@@ -50,14 +64,15 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
         try:
             return rasterise(data)
         except SvgError as exc:
-            raise UnreadableImage(f"SVG {exc}") from None
+            raise UnreadableImage(f"SVG {exc}", "oversize" if exc.oversize else "damaged") from None
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise UnreadableImage(
-                        f"{img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,} limit"
+                        f"{img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,} limit",
+                        "oversize",
                     )
                 img.seek(0)  # first frame of an animation
                 img.load()
@@ -65,10 +80,10 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
         except UnreadableImage:
             raise
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise UnreadableImage(f"decompression bomb ({exc})") from None
+            raise UnreadableImage(f"decompression bomb ({exc})", "oversize") from None
         except UnidentifiedImageError:
             raise UnreadableImage(
-                f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)}, SVG)"
+                f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)}, SVG)", "format"
             ) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise UnreadableImage(f"corrupt or truncated ({exc})") from None

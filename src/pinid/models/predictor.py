@@ -38,29 +38,44 @@ class Predictor:
         self, texts: Sequence[str | None], images: Sequence[Path | None], top: int = 10
     ) -> list[dict]:
         """One answer per pin; a missing (``None``) or unusable modality is left out, and
-        ``used`` says so. A text without any word of the model's dictionary is unusable: it
-        would only restate the users' prior and make every similarity zero."""
-        n = len(texts)
-        given = np.array([t is not None for t in texts])
-        known = np.diff(self.model.text_vectors([t or "" for t in texts]).indptr) > 0
-        has_text = given & known
-        image_rows = [i for i, path in enumerate(images) if path is not None]
-        vectors = np.zeros((n, FEATURE_DIM), np.float32)
-        has_image = np.zeros(n, bool)
+        ``used`` says so; an unreadable image's reason is given as ``image_error``."""
+        vectors = np.zeros((len(images), FEATURE_DIM), np.float32)
+        has_image = np.zeros(len(images), bool)
         errors: dict[int, str] = {}
-        if image_rows:
-            result = self.extractor.extract([images[i] for i in image_rows], what="query")
-            for j, row in enumerate(image_rows):
+        rows = [i for i, path in enumerate(images) if path is not None]
+        if rows:
+            result = self.extractor.extract([images[i] for i in rows], what="query")
+            for j, row in enumerate(rows):
                 if result.readable[j]:
                     vectors[row], has_image[row] = result.features[j], True
                 else:
                     errors[row] = result.unreadable[j]
-        answers: list[dict] = [{} for _ in range(n)]
+        answers = self.rank(texts, vectors, has_image, top)
+        for row, reason in errors.items():
+            answers[row]["image_error"] = f"unreadable: {reason}"
+        return answers
+
+    def rank(
+        self,
+        texts: Sequence[str | None],
+        image_vectors: np.ndarray,
+        has_image: np.ndarray,
+        top: int = 10,
+    ) -> list[dict]:
+        """Rankings for pins whose image features are already computed (rows where
+        ``has_image`` is false are ignored). A text without any word of the model's dictionary
+        is unusable: it would only restate the users' prior and make every similarity zero."""
+        n = len(texts)
+        given = np.array([t is not None for t in texts], dtype=bool)
+        known = np.diff(self.model.text_vectors([t or "" for t in texts]).indptr) > 0
+        has_text = given & known
+        has_image = np.asarray(has_image, dtype=bool)
+        answers: list[dict] = [{"ranking": [], "used": []} for _ in range(n)]
         usable = np.flatnonzero(has_text | has_image)
         if usable.size:
             X = PinFeatures(
                 [texts[i] or "" for i in usable],
-                vectors[usable],
+                np.asarray(image_vectors, np.float32)[usable],
                 has_text[usable],
                 has_image[usable],
             )
@@ -74,10 +89,6 @@ class Predictor:
                     ],
                 }
         for row in range(n):
-            answers[row].setdefault("ranking", [])
-            answers[row].setdefault("used", [])
-            if row in errors:
-                answers[row]["image_error"] = f"unreadable: {errors[row]}"
             if given[row] and not known[row]:
                 answers[row]["text_note"] = "no word the model knows; text not used"
             answers[row]["model"] = str(self.model_dir)
