@@ -29,6 +29,7 @@ from pinid.features.preprocess import FITS
 from pinid.models.identifier import PinIdentifier
 from pinid.models.modality import make_image_model, make_text_model
 from pinid.models.similarity import SPACES
+from pinid.models.thumbnails import write_thumbnails
 
 SCHEMA_VERSION = 1
 MODEL_JSON = "model.json"
@@ -80,7 +81,8 @@ def _arrays(model: PinIdentifier) -> dict[str, np.ndarray]:
 def save_model(
     folder: str | Path, model: PinIdentifier, pins: TrainingPins, extractor: dict, **meta
 ) -> Path:
-    """Write the model folder under a temporary name and rename it into place."""
+    """Write the model folder (with evidence thumbnails) under a temporary name and rename it
+    into place."""
     folder = Path(folder)
     buffer = io.BytesIO()
     np.savez(buffer, **_arrays(model))
@@ -109,6 +111,7 @@ def save_model(
         "meta": meta,
     }
     with atomic_directory(folder, marker=MODEL_JSON) as tmp:
+        write_thumbnails(pins.images, tmp)
         (tmp / ARRAYS).write_bytes(arrays)
         (tmp / MODEL_JSON).write_text(
             json.dumps(document, ensure_ascii=False) + "\n", encoding="utf-8"
