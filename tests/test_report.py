@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from pinid.cli import main
 from pinid.evaluation.experiment import TABLE_ROWS
+from tests.browser import chromium
 
 FIGURES = ("fig2_words_per_pin", "fig3_projections", "fig4_per_user_f1", "fig5_f1_histogram",
            "reliability")  # fmt: skip
@@ -77,24 +77,8 @@ def test_report_command_regenerates_and_refuses_a_folder_without_results(run_dir
     assert "no readable results.json" in err and err.count("\n") == 1
 
 
-def _chromium():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--user-data-dir={tempfile.mkdtemp()}"):  # fmt: skip
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(driver))
-
-
 def test_report_renders_in_a_real_browser(run_dir):
-    browser = _chromium()
+    browser = chromium()
     try:
         browser.get((run_dir / "report.html").as_uri())
         widths = browser.execute_script(

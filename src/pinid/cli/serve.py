@@ -1,0 +1,85 @@
+"""``pinid serve``: the web page and JSON API over a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from pinid.errors import PinidError
+
+HELP = "serve a page and JSON API that identify who posted a pin"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pinid.service.settings import MAX_BODY_BYTES, QUEUE
+
+    parser.add_argument("--model", required=True, help="model folder (from train or experiment)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes, each with its own model copy"
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=MAX_BODY_BYTES / 2**20,
+        help=f"largest request body accepted, in MB (default {MAX_BODY_BYTES // 2**20})",
+    )
+    parser.add_argument(
+        "--queue",
+        type=int,
+        default=QUEUE,
+        help=f"identifications admitted at once per process; more get 503 (default {QUEUE})",
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail in one line now rather than in uvicorn's log after the model has loaded."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PinidError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise PinidError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pinid.service.settings import Settings
+
+    if args.workers < 1 or args.queue < 1 or args.max_body_mb <= 0:
+        raise PinidError("--workers and --queue must be at least 1, --max-body-mb positive")
+    settings = Settings(args.model, int(args.max_body_mb * 2**20), args.queue)
+    _check_can_listen(args.host, args.port)
+    app = settings.load_app()  # a bad model folder fails here, in one line, before serving
+    print(
+        f"pinid: serving {settings.model} at http://{args.host}:{args.port}/ "
+        f"({args.workers} worker{'s' * (args.workers > 1)}; Ctrl-C stops)",
+        flush=True,
+    )
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": not args.no_access_log,
+        "log_level": "info",
+        "timeout_graceful_shutdown": 5,
+    }
+    if args.workers == 1:
+        uvicorn.run(app, **common)
+    else:  # each worker process builds its own app from the settings in its environment
+        os.environ.update(settings.to_environment())
+        uvicorn.run(
+            "pinid.service.settings:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            **common,
+        )
+    return 0

@@ -1,0 +1,224 @@
+"""The web service: a page and a JSON API that answer "who posted this pin?".
+
+The model loads once, before the first request, and is only read afterwards. Identification
+(image decoding, the CNN, both classifiers, refinement) runs in a bounded pool off the event loop;
+its ranking is :meth:`Predictor.rank`'s, the same as ``pinid predict``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pinid import __version__
+from pinid.features.efficientnet import FEATURE_DIM
+from pinid.features.images import UnreadableImage
+from pinid.models.predictor import Predictor
+from pinid.models.thumbnails import thumbnail_path
+from pinid.service.middleware import RequestLimits, SecurityHeaders
+from pinid.service.pool import InferencePool, PoolBusy
+from pinid.service.settings import MAX_BODY_BYTES, QUEUE
+
+MAX_TEXT_CHARS = 10_000
+STATUS_OF_IMAGE_FAULT = {"oversize": 413, "format": 415, "damaged": 422}
+
+
+class Error(BaseModel):
+    detail: str = Field(description="what was wrong, in one line")
+
+
+class Evidence(BaseModel):
+    pin_id: str = Field(description="the candidate's training pin most similar to the query")
+    text: str
+    image_url: str | None = Field(description="thumbnail of that pin, if the model has one")
+    similarity: float = Field(description="cosine similarity of that pin to the query")
+
+
+class RankedUser(BaseModel):
+    user: str
+    score: float = Field(description="refined cascade score; ranks users, not a probability")
+    text_prob: float | None = Field(description="text classifier's probability (if text used)")
+    image_prob: float | None = Field(description="image classifier's probability (if used)")
+    evidence: Evidence
+
+
+class Identification(BaseModel):
+    ranking: list[RankedUser]
+    used: list[str] = Field(description='the modalities used: "text", "image" or both')
+    text_note: str | None = Field(None, description="why a given text was not used")
+    model: str
+    elapsed_ms: float = Field(description="time spent on the request, queue included")
+
+
+class KnownUser(BaseModel):
+    user: str
+    pins: int = Field(description="training pins of this user in the model")
+
+
+class Users(BaseModel):
+    users: list[KnownUser]
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    users: int
+    training_pins: int
+    extractor: str
+    version: str
+
+
+ERRORS = {
+    400: {"model": Error, "description": "a body that is not valid form data"},
+    413: {"model": Error, "description": "body over the cap, or a decompression bomb"},
+    415: {"model": Error, "description": "not an image, or a format pinid does not accept"},
+    422: {"model": Error, "description": "no usable text and no image, or a damaged image"},
+    503: {"model": Error, "description": "identification queue full; retry shortly"},
+}
+
+
+class Service:
+    """What the endpoints share: the predictor, evidence URLs and the bounded pool."""
+
+    def __init__(self, predictor: Predictor, queue: int) -> None:
+        self.predictor = predictor
+        self.pool = InferencePool(queue)
+        self.row_of = {pin_id: row for row, pin_id in enumerate(predictor.pins.pin_ids)}
+        self.counts = Counter(predictor.pins.users)
+
+    def image_url(self, pin_id: str) -> str | None:
+        row = self.row_of[pin_id]
+        return f"/api/thumbnails/{row}" if thumbnail_path(self.predictor.model_dir, row) else None
+
+    def identify(self, text: str | None, image: bytes | None, filename: str) -> dict:
+        """Runs in the pool: features of the upload, then the ranking."""
+        vectors = np.zeros((1, FEATURE_DIM), np.float32)
+        if image is not None:
+            vectors[0] = self.predictor.extractor.features_of(image, filename)
+        return self.predictor.rank([text], vectors, np.array([image is not None]))[0]
+
+
+def create_app(
+    predictor: Predictor,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    queue: int = QUEUE,
+    max_concurrent: int | None = None,
+) -> FastAPI:
+    """The ASGI application for one loaded model."""
+    service = Service(predictor, queue)
+    static = files("pinid.service") / "static"
+    page = (static / "index.html").read_text(encoding="utf-8")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await service.pool.run(predictor.extractor.load)  # the CNN is ready for request one
+        yield  # the pool's idle threads end with the interpreter; a running job is finished
+
+    app = FastAPI(
+        title="pinid",
+        version=__version__,
+        summary="Which user posted this pin? Ranked users with evidence for an image and text.",
+        docs_url=None,  # the interactive docs load scripts from a CDN; the schema is offline
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, exc.status_code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        return JSONResponse({"detail": problems}, 422)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> dict:
+        return {
+            "status": "ok",
+            "model": str(predictor.model_dir),
+            "users": len(service.counts),
+            "training_pins": len(predictor.pins.pin_ids),
+            "extractor": predictor.extractor.extractor_id,
+            "version": __version__,
+        }
+
+    @app.get("/api/users", response_model=Users)
+    async def users() -> dict:
+        ranked = sorted(service.counts.items(), key=lambda item: (-item[1], item[0]))
+        return {"users": [{"user": u, "pins": n} for u, n in ranked]}
+
+    @app.get(
+        "/api/thumbnails/{row}",
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"image/jpeg": {}}},
+            404: {"model": Error, "description": "no such training pin, or it has no image"},
+            422: {"model": Error, "description": "the row is not a non-negative integer"},
+        },
+    )
+    async def thumbnail(row: Annotated[int, PathParam(ge=0)]) -> FileResponse:
+        path = thumbnail_path(predictor.model_dir, row)
+        if path is None:
+            raise HTTPException(404, f"no thumbnail for training pin {row}")
+        return FileResponse(
+            path, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"}
+        )
+
+    @app.post("/api/identify", response_model=Identification, responses=ERRORS)
+    async def identify(
+        image: Annotated[UploadFile | None, File(description="the pin's image")] = None,
+        text: Annotated[
+            str | None, Form(max_length=MAX_TEXT_CHARS, description="the pin's text")
+        ] = None,
+    ) -> dict:
+        """Rank the users who may have posted a pin; give an image, a text or both."""
+        started = time.perf_counter()
+        data = await image.read() if image is not None else b""
+        if not data and not (text and text.strip()):
+            raise HTTPException(422, "give an image, a text or both")
+        try:
+            answer = await service.pool.run(
+                service.identify, text or None, data or None, (image and image.filename) or ""
+            )
+        except PoolBusy:
+            raise HTTPException(503, "identification queue full; retry shortly",
+                                {"retry-after": "1"}) from None  # fmt: skip
+        except UnreadableImage as exc:
+            raise HTTPException(STATUS_OF_IMAGE_FAULT[exc.kind], f"image: {exc}") from None
+        if not answer["ranking"]:
+            raise HTTPException(422, "the text has no word the model knows, and no image was given")
+        for entry in answer["ranking"]:
+            evidence = entry["evidence"]
+            del evidence["image"]  # a path on the server; the thumbnail URL replaces it
+            evidence["image_url"] = service.image_url(evidence["pin_id"])
+        answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return answer
+
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(  # outermost: runs before anything parses the request
+        RequestLimits, max_body_bytes=max_body_bytes, max_concurrent=max_concurrent or 4 * queue
+    )
+    return app

@@ -1,0 +1,156 @@
+"""ASGI middleware that guards the service before any endpoint code runs.
+
+``RequestLimits`` reads each request body itself, counting bytes as they stream in (a
+``Content-Length`` header is a claim, not a fact), so an oversized upload is answered 413 after
+at most the cap has been read and never reaches the multipart parser. It also bounds how many
+requests may hold a body at once (503 beyond) and how long a client may take to send one (408),
+so slow or numerous clients cannot exhaust memory or hang the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DRAIN_FACTOR = 4
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; "
+        b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+]
+
+
+async def send_json_error(send: Send, status: int, detail: str, headers=()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class RequestLimits:
+    """Body size cap (413), body read time limit (408), concurrent request cap (503)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_concurrent: int,
+        body_timeout_s: float = 30.0,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_concurrent = max_concurrent
+        self.body_timeout_s = body_timeout_s
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.max_concurrent:
+            await send_json_error(send, 503, "server busy; retry shortly", [(b"retry-after", b"1")])
+            return
+        self.active += 1
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.active -= 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cap = f"request body over the {self.max_body_bytes:,}-byte limit"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await send_json_error(send, 413, cap)
+            return
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            late = f"request body not received within {self.body_timeout_s:g} s"
+            await send_json_error(send, 408, late)
+            return
+        except _Disconnected:
+            return
+        if body is None:
+            await send_json_error(send, 413, cap)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None when it exceeds the cap.
+
+        Past the cap, chunks are discarded (up to ``DRAIN_FACTOR`` times the cap) rather than
+        the connection dropped mid-upload: a client still sending would otherwise see a reset
+        instead of the 413.
+        """
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total <= self.max_body_bytes:
+                chunks.append(chunk)
+            else:
+                chunks.clear()
+            if not message.get("more_body", False) or total > DRAIN_FACTOR * self.max_body_bytes:
+                return None if total > self.max_body_bytes else b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the buffered body once, then waits for disconnect."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class SecurityHeaders:
+    """No MIME sniffing, no framing, no referrer, and a same-origin content security policy:
+    the page shows user names and texts from the model, which must never run as code."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,0 +1,49 @@
+"""How a service process is configured, passed to worker processes through the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+QUEUE = 32
+"""Identification jobs admitted at once (running or waiting); one more gets 503."""
+
+_PREFIX = "PINID_SERVE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: Path | str
+    max_body_bytes: int = MAX_BODY_BYTES
+    queue: int = QUEUE
+
+    def load_app(self):
+        """Load the model (once) and build the ASGI application around it."""
+        from pinid.models.predictor import Predictor
+        from pinid.service.app import create_app
+
+        return create_app(
+            Predictor(self.model), max_body_bytes=self.max_body_bytes, queue=self.queue
+        )
+
+    def to_environment(self) -> dict[str, str]:
+        return {
+            f"{_PREFIX}MODEL": str(self.model),
+            f"{_PREFIX}MAX_BODY_BYTES": str(self.max_body_bytes),
+            f"{_PREFIX}QUEUE": str(self.queue),
+        }
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        return cls(
+            os.environ[f"{_PREFIX}MODEL"],
+            int(os.environ[f"{_PREFIX}MAX_BODY_BYTES"]),
+            int(os.environ[f"{_PREFIX}QUEUE"]),
+        )
+
+
+def app_from_environment():
+    """uvicorn's factory in each worker process of ``pinid serve --workers N``."""
+    return Settings.from_environment().load_app()

@@ -1,0 +1,139 @@
+// pinid's page: send the pin to /api/identify and show the ranked users with their evidence.
+// Every string from the server is inserted as text, never as HTML.
+"use strict";
+
+const form = document.getElementById("pin-form");
+const input = document.getElementById("image-input");
+const zone = document.getElementById("drop-zone");
+const preview = document.getElementById("preview");
+const hint = document.getElementById("drop-hint");
+const button = document.getElementById("identify");
+const errorBox = document.getElementById("error");
+const summary = document.getElementById("summary");
+const ranking = document.getElementById("ranking");
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function showPreview() {
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  const file = input.files[0];
+  preview.hidden = !file;
+  hint.hidden = Boolean(file);
+  if (file) preview.src = URL.createObjectURL(file);
+  else preview.removeAttribute("src");
+}
+
+function showError(message) {
+  errorBox.textContent = message;
+  errorBox.hidden = false;
+}
+
+function percent(p) {
+  return p === null ? "not used" : (100 * p).toFixed(1) + "%";
+}
+
+function candidate(entry, rank, best) {
+  const item = element("li", "candidate");
+  const evidence = entry.evidence;
+  if (evidence.image_url) {
+    const img = element("img", "thumb");
+    img.src = evidence.image_url;
+    img.alt = "evidence pin " + evidence.pin_id;
+    item.append(img);
+  } else {
+    item.append(element("div", "thumb no-thumb", "no image"));
+  }
+  const body = element("div");
+  const title = element("div", "user");
+  title.append(element("span", "rank", rank + "."), element("span", "name", entry.user));
+  const bar = element("div", "bar");
+  const fill = element("span");
+  fill.style.width = (best > 0 ? (100 * entry.score) / best : 0).toFixed(1) + "%";
+  bar.append(fill);
+  body.append(
+    title,
+    bar,
+    element("div", "numbers",
+      "score " + entry.score.toPrecision(3) + " · text " + percent(entry.text_prob) +
+      " · image " + percent(entry.image_prob) +
+      " · evidence similarity " + evidence.similarity.toFixed(2)),
+    element("div", "evidence-text", evidence.text ? "“" + evidence.text + "”" : "(no text)"),
+  );
+  item.append(body);
+  return item;
+}
+
+function show(answer) {
+  const best = answer.ranking.length ? answer.ranking[0].score : 0;
+  ranking.replaceChildren(...answer.ranking.map((e, i) => candidate(e, i + 1, best)));
+  summary.textContent = "Used " + answer.used.join(" + ") +
+    (answer.text_note ? " (" + answer.text_note + ")" : "") +
+    " · " + answer.elapsed_ms.toFixed(0) + " ms";
+  summary.hidden = false;
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  errorBox.hidden = true;
+  const data = new FormData();
+  if (input.files[0]) data.append("image", input.files[0]);
+  const text = form.elements.text.value;
+  if (text.trim()) data.append("text", text);
+  if (!data.has("image") && !data.has("text")) {
+    showError("Give an image, a text or both.");
+    return;
+  }
+  button.disabled = true;
+  try {
+    const response = await fetch("/api/identify", { method: "POST", body: data });
+    const body = await response.json().catch(() => ({ detail: response.statusText }));
+    if (!response.ok) throw new Error(body.detail || "request failed (" + response.status + ")");
+    show(body);
+  } catch (error) {
+    ranking.replaceChildren();
+    summary.hidden = true;
+    showError(error.message);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+document.getElementById("clear").addEventListener("click", () => {
+  form.reset();
+  showPreview();
+  ranking.replaceChildren();
+  summary.hidden = true;
+  errorBox.hidden = true;
+});
+
+input.addEventListener("change", showPreview);
+for (const name of ["dragenter", "dragover"]) {
+  zone.addEventListener(name, (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+}
+for (const name of ["dragleave", "drop"]) {
+  zone.addEventListener(name, () => zone.classList.remove("dragging"));
+}
+zone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  if (event.dataTransfer.files.length) {
+    input.files = event.dataTransfer.files;
+    showPreview();
+  }
+});
+
+fetch("/healthz")
+  .then((response) => response.json())
+  .then((health) => {
+    document.getElementById("model-info").textContent =
+      "Model " + health.model + ": " + health.users + " users, " +
+      health.training_pins + " training pins.";
+  })
+  .catch(() => showError("The server does not answer."));

@@ -1,0 +1,333 @@
+"""The web service: the API in-process (httpx), its OpenAPI schema under schemathesis, the
+command line, and the page in a real browser against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from PIL import Image
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from pinid.cli import main
+from pinid.models.predictor import Predictor
+from pinid.service.app import MAX_TEXT_CHARS, create_app
+from tests.browser import chromium
+
+SMALL_CAP = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def model_dir(sample_corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("service") / "model"
+    assert main(["train", "--data", str(sample_corpus), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def pins(sample_corpus) -> list[dict]:
+    rows = [json.loads(line) for line in sample_corpus.read_text().splitlines()]
+    for row in rows:
+        row["path"] = sample_corpus.parent / row["image"]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir) -> Predictor:
+    return Predictor(model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(predictor, max_body_bytes=SMALL_CAP)) as test_client:
+        yield test_client
+
+
+def _encoded(image: Image.Image, format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format)
+    return buffer.getvalue()
+
+
+def _identify(client, text=None, image=None, name="pin.png"):
+    files = {"image": (name, image, "application/octet-stream")} if image is not None else None
+    data = {"text": text} if text is not None else None
+    return client.post("/api/identify", data=data, files=files)
+
+
+def test_a_training_pin_is_attributed_to_its_user_with_evidence(client, pins):
+    pin = pins[0]
+    response = _identify(client, pin["text"], pin["path"].read_bytes())
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["used"] == ["text", "image"]
+    assert answer["ranking"][0]["user"] == pin["user"]
+    assert answer["elapsed_ms"] > 0
+    evidence = answer["ranking"][0]["evidence"]
+    assert set(evidence) == {"pin_id", "text", "image_url", "similarity"}
+    thumbnail = client.get(evidence["image_url"])
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumbnail.content)).size) <= 160
+
+
+def test_the_api_ranks_exactly_as_pinid_predict(client, pins, model_dir, capsys):
+    pin = pins[7]
+    assert main(["predict", "--model", str(model_dir), "--image", str(pin["path"]),
+                 "--text", pin["text"], "--json"]) == 0  # fmt: skip
+    expected = json.loads(capsys.readouterr().out)
+    answer = _identify(client, pin["text"], pin["path"].read_bytes()).json()
+    assert [e["user"] for e in answer["ranking"]] == [e["user"] for e in expected["ranking"]]
+    for got, want in zip(answer["ranking"], expected["ranking"], strict=True):
+        assert got["score"] == pytest.approx(want["score"], rel=1e-6)
+        assert got["evidence"]["pin_id"] == want["evidence"]["pin_id"]
+
+
+def test_either_modality_alone_is_enough(client, pins):
+    pin = pins[3]
+    by_text = _identify(client, text=pin["text"]).json()
+    by_image = _identify(client, image=pin["path"].read_bytes()).json()
+    assert by_text["used"] == ["text"] and by_image["used"] == ["image"]
+    assert all(e["image_prob"] is None for e in by_text["ranking"])
+    assert all(e["text_prob"] is None for e in by_image["ranking"])
+
+
+@pytest.mark.parametrize("text", [None, "", "   "])
+def test_no_text_and_no_image_is_422(client, text):
+    response = _identify(client, text=text)
+    assert response.status_code == 422
+    assert response.json() == {"detail": "give an image, a text or both"}
+
+
+def test_a_text_of_unknown_words_alone_is_422_with_the_reason(client):
+    response = _identify(client, text="qwxzzy vrrkplm")
+    assert response.status_code == 422 and "no word the model knows" in response.json()["detail"]
+
+
+def test_an_overlong_text_is_422(client):
+    response = _identify(client, text="word " * (MAX_TEXT_CHARS // 5 + 1))
+    assert response.status_code == 422 and "text" in response.json()["detail"]
+
+
+def test_a_body_over_the_cap_is_413(client):
+    response = _identify(client, "apple", b"\0" * (SMALL_CAP + 1))
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def test_the_cap_counts_streamed_bytes_not_the_declared_length(client):
+    chunks = (b"x" * 65536 for _ in range(SMALL_CAP // 65536 + 2))  # no Content-Length: chunked
+    response = client.post(
+        "/api/identify", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+    assert response.status_code == 413 and response.json()["detail"].startswith("request body")
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "status"),
+    [
+        (b"this is a text file, not a picture", "pin.jpg", 415),
+        (_encoded(Image.new("RGB", (8, 8)), "BMP"), "pin.bmp", 415),
+        (_encoded(Image.new("RGB", (64, 64), "red"))[:60], "pin.png", 422),  # truncated
+        (_encoded(Image.new("1", (7000, 7000))), "pin.png", 413),  # 49 Mpx: decompression bomb
+    ],
+    ids=["text-as-jpg", "bmp-not-accepted", "truncated-png", "bomb"],
+)
+def test_bad_images_get_415_422_or_413_with_a_json_reason(client, data, name, status):
+    response = _identify(client, "apple", data, name)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["detail"].startswith("image: ")
+
+
+def test_users_health_schema_and_page(client, predictor):
+    users = client.get("/api/users").json()["users"]
+    assert sum(u["pins"] for u in users) == len(predictor.pins.pin_ids)
+    assert sorted(u["user"] for u in users) == sorted(predictor.model.classes_)
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["users"] == len(users)
+    schema = client.get("/openapi.json").json()
+    assert {"/api/identify", "/api/users", "/healthz"} <= set(schema["paths"])
+    page = client.get("/")
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert 'id="pin-form"' in page.text and "http" not in page.text.replace("/openapi.json", "")
+    assert client.get("/static/app.js").status_code == 200
+    missing = client.get(f"/api/thumbnails/{len(predictor.pins.pin_ids)}")
+    assert missing.status_code == 404 and "detail" in missing.json()
+
+
+def test_a_full_inference_queue_answers_503_at_once_then_recovers(predictor, pins):
+    pin = pins[0]
+
+    async def scenario() -> tuple[int, int]:
+        app = create_app(predictor, queue=1)
+        pool = app.state.service.pool
+        release = threading.Event()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pinid") as client:
+            blocker = asyncio.create_task(pool.run(release.wait))
+            await asyncio.sleep(0.05)
+            started = time.perf_counter()
+            busy = await client.post("/api/identify", data={"text": pin["text"]})
+            assert time.perf_counter() - started < 5
+            assert busy.json() == {"detail": "identification queue full; retry shortly"}
+            assert busy.headers["retry-after"] == "1"
+            release.set()
+            await blocker
+            after = await client.post("/api/identify", data={"text": pin["text"]})
+        return busy.status_code, after.status_code
+
+    assert asyncio.run(scenario()) == (503, 200)
+
+
+@pytest.fixture(scope="module")
+def api_schema(predictor):
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(predictor, queue=64))
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_generated_request_makes_the_server_fail(api_schema, mode):
+    """Requests generated from the OpenAPI schema (valid and invalid ones): never a 5xx, and
+    every answer as the schema documents it. Schema-valid requests may still be refused: the
+    schema cannot say "random bytes are not a picture" or "text or image, at least one"."""
+
+    @given(case=api_schema.as_strategy(mode))
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def call(case) -> None:
+        case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+    call()
+
+
+def test_serve_refuses_a_bad_model_folder_in_one_line(tmp_path, capsys):
+    assert main(["serve", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a pinid model folder" in err and err.count("\n") == 1
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(model_dir, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", str(model_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "pinid", "serve", "--model", str(model_dir)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"server exited: {server.stdout.read().decode()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    pytest.fail("server did not answer /healthz within 60 s")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def live_server(model_dir):
+    server, url = _start_server(model_dir, "--max-body-mb", "1")
+    yield url
+    _stop(server)
+
+
+def test_a_real_server_refuses_an_oversized_chunked_upload(live_server):
+    chunks = (b"x" * 65536 for _ in range(40))  # 2.5 MB against a 1 MB cap, no Content-Length
+    response = httpx.post(
+        f"{live_server}/api/identify",
+        content=chunks,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+        timeout=30,
+    )
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_server, pins):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pin = pins[12]
+    browser = chromium()
+    try:
+        browser.get(live_server + "/")
+        WebDriverWait(browser, 20).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "model-info"), "users")
+        )
+        browser.find_element(By.ID, "image-input").send_keys(str(pin["path"].resolve()))
+        browser.find_element(By.ID, "text-input").send_keys(pin["text"])
+        browser.find_element(By.ID, "identify").click()
+        WebDriverWait(browser, 30).until(
+            lambda b: (
+                b.find_elements(By.CSS_SELECTOR, "#ranking li .thumb")
+                or b.find_element(By.ID, "error").is_displayed()
+            )
+        )
+        assert not browser.find_element(By.ID, "error").is_displayed()
+        first = browser.find_element(By.CSS_SELECTOR, "#ranking li")
+        WebDriverWait(browser, 10).until(
+            lambda b: b.execute_script(
+                "const i = document.querySelector('#ranking li img.thumb');"
+                "return i && i.complete && i.naturalWidth > 0"
+            )
+        )
+        user = first.find_element(By.CSS_SELECTOR, ".user .name").text
+        summary = browser.find_element(By.ID, "summary").text
+    finally:
+        browser.quit()
+    assert user == pin["user"]
+    assert summary.startswith("Used text + image")
+
+
+def test_several_worker_processes_serve_the_same_model(model_dir, pins):
+    server, url = _start_server(model_dir, "--workers", "2", "--no-access-log")
+    try:
+        answers = [
+            httpx.post(f"{url}/api/identify", data={"text": pins[0]["text"]}, timeout=30).json()
+            for _ in range(4)
+        ]
+    finally:
+        _stop(server)
+    assert all(a["ranking"][0]["user"] == pins[0]["user"] for a in answers)
