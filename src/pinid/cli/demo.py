@@ -33,4 +33,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"model:   {out / 'model'}")
     print(f"report:  {write_report(out)}")
     print(f'try:     pinid predict --model {out / "model"} --text "red apple fruit" --json')
+    print(f"         pinid serve --model {out / 'model'}   (then open http://127.0.0.1:8000/)")
     return 0
