@@ -35,12 +35,16 @@ class SvgError(ValueError):
     """An SVG pinid refuses or cannot read; ``reason`` is a short label for summaries.
 
     ``oversize`` marks refusals for size (bytes, entity expansion, element count): bombs.
+    ``NOT_SVG`` reasons mean the bytes are not an SVG document at all.
     """
 
     def __init__(self, reason: str, detail: str = "", *, oversize: bool = False) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.oversize = oversize
+
+
+NOT_SVG = ("XML parse error", "not SVG")
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,8 @@ def rasterise(data: bytes, max_side: int = RENDER_SIDE) -> Image.Image:
     """Render an SVG to an RGB image on white, aspect kept, longest side ``max_side``."""
     data = sanitise(data)
     root = _parse(data)
+    if root.tag.rsplit("}", 1)[-1] != "svg":
+        raise SvgError("not SVG", f"the root element is <{root.tag}>")
     _check_use_expansion(root)
     size = _intrinsic_size(root)
     if size is None:  # no usable viewBox/width/height: let CairoSVG size it, then scale

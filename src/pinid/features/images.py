@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from pinid.data.svg import RENDER_SIDE, SvgError, rasterise
+from pinid.data.svg import NOT_SVG, RENDER_SIDE, SvgError, rasterise
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 DECODE_VERSION = f"d1s{RENDER_SIDE}"
@@ -58,13 +58,25 @@ def check_image_bytes(data: bytes) -> bytes:
     return data
 
 
+_RASTER_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"RIFF")
+
+
+def _is_svg(data: bytes, name: str) -> bool:
+    """SVG by content, or by name unless the bytes are plainly a raster format."""
+    head = data.lstrip()[:5]
+    if head in (b"<?xml", b"<svg ", b"<svg>"):
+        return True
+    return name.lower().endswith(".svg") and not data.startswith(_RASTER_MAGIC)
+
+
 def decode_image(data: bytes, name: str = "") -> Image.Image:
     """Decode bytes (JPEG, PNG, WebP, GIF or SVG) to an RGB image, or raise UnreadableImage."""
-    if name.lower().endswith(".svg") or data.lstrip()[:5] in (b"<?xml", b"<svg ", b"<svg>"):
+    if _is_svg(data, name):
         try:
             return rasterise(data)
         except SvgError as exc:
-            raise UnreadableImage(f"SVG {exc}", "oversize" if exc.oversize else "damaged") from None
+            kind = "oversize" if exc.oversize else "format" if exc.reason in NOT_SVG else "damaged"
+            raise UnreadableImage(f"SVG {exc}", kind) from None
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
