@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from pinid.cli import main
 from pinid.models.predictor import Predictor
 from pinid.service.app import MAX_TEXT_CHARS, create_app
+from pinid.service.middleware import RequestLimits
 from tests.browser import chromium
 
 SMALL_CAP = 256 * 1024
@@ -150,6 +152,95 @@ def test_bad_images_get_415_422_or_413_with_a_json_reason(client, data, name, st
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert response.json()["detail"].startswith("image: ")
+
+
+def test_a_png_named_svg_is_decoded_and_a_text_named_svg_is_415(client, pins):
+    png = _identify(client, image=pins[0]["path"].read_bytes(), name="pin.svg")
+    assert png.status_code == 200 and png.json()["used"] == ["image"]
+    text = _identify(client, image=b"# README\n\nnot a picture\n", name="pin.svg")
+    assert text.status_code == 415 and text.json()["detail"].startswith("image: SVG")
+
+
+def test_refusals_from_the_middleware_carry_the_security_headers(client):
+    response = _identify(client, "apple", b"\0" * (SMALL_CAP + 1))
+    assert response.status_code == 413 and response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_thumbnail_rows_out_of_range_are_404_even_absurd_ones(client, predictor):
+    for row in (len(predictor.pins.pin_ids), 10**300):
+        response = client.get(f"/api/thumbnails/{row}")
+        assert response.status_code == 404 and "detail" in response.json()
+
+
+def test_a_thumbnail_symlinked_out_of_the_model_folder_is_never_served(model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"private")
+    (copy / "thumbnails" / "0.jpg").unlink()
+    (copy / "thumbnails" / "0.jpg").symlink_to(secret)
+    with TestClient(create_app(Predictor(copy))) as client:
+        response = client.get("/api/thumbnails/0")
+        assert response.status_code == 404 and b"private" not in response.content
+        assert client.get("/api/thumbnails/1").status_code == 200
+
+
+def test_head_requests_answer_like_get(client):
+    assert client.head("/").status_code == 200
+    assert client.head("/healthz").status_code == 200
+
+
+def _asgi_request(method: str, path: str, chunks: list[bytes], stall: asyncio.Event | None = None):
+    """An ASGI scope and a receive() that sends ``chunks``, then waits on ``stall`` (if given)
+    before reporting a disconnect: a client that stops sending half-way."""
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+             "server": ("pinid", 80), "client": ("127.0.0.1", 1),
+             "headers": [(b"content-type", b"multipart/form-data; boundary=b")]}  # fmt: skip
+    pending = list(chunks)
+
+    async def receive():
+        if pending:
+            body = pending.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(pending) or bool(stall)}
+        if stall is not None:
+            await stall.wait()
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    return scope, receive, send, sent
+
+
+def test_bodies_share_a_memory_budget_and_slow_senders_time_out(predictor):
+    async def scenario():
+        app = RequestLimits(create_app(predictor), max_body_bytes=1000, buffer_budget=1500,
+                            idle_timeout_s=0.5)  # fmt: skip
+        stall = asyncio.Event()
+        slow = _asgi_request("POST", "/api/identify", [b"x" * 1000], stall)
+        holder = asyncio.create_task(app(*slow[:3]))
+        await asyncio.sleep(0.05)
+        assert app.buffered == 1000
+        second = _asgi_request("POST", "/api/identify", [b"y" * 800])
+        await app(*second[:3])
+        health = _asgi_request("GET", "/healthz", [b""])
+        await app(*health[:3])
+        await holder  # the slow sender's pause exceeds the idle timeout
+        return slow[3][0]["status"], second[3][0]["status"], health[3][0]["status"], app.buffered
+
+    assert asyncio.run(scenario()) == (408, 503, 200, 0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--max-body-mb", "nan"), ("--max-body-mb", "0"), ("--port", "70000")]
+)
+def test_serve_refuses_out_of_range_options_in_one_line(model_dir, option, value, capsys):
+    assert main(["serve", "--model", str(model_dir), option, value]) == 2
+    err = capsys.readouterr().err
+    assert option in err and err.count("\n") == 1
 
 
 def test_users_health_schema_and_page(client, predictor):

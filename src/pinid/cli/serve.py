@@ -50,6 +50,12 @@ def _check_can_listen(host: str, port: int) -> None:
             raise PinidError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+def _check_model(folder: str) -> None:
+    from pinid.models.io import load_model
+
+    load_model(folder)
+
+
 def main(args: argparse.Namespace) -> int:
     # Idle OpenMP threads must sleep, not spin: between two requests' CNN calls the event loop
     # and image decoding need the cores (measured: p50 41 -> 29 ms, 17 -> 32 pins/s with 8
@@ -59,11 +65,18 @@ def main(args: argparse.Namespace) -> int:
 
     from pinid.service.settings import Settings
 
-    if args.workers < 1 or args.queue < 1 or args.max_body_mb <= 0:
-        raise PinidError("--workers and --queue must be at least 1, --max-body-mb positive")
-    settings = Settings(args.model, int(args.max_body_mb * 2**20), args.queue)
+    if args.workers < 1 or args.queue < 1:
+        raise PinidError("--workers and --queue must be at least 1")
+    if not 0.01 <= args.max_body_mb <= 1024:  # also refuses nan
+        raise PinidError("--max-body-mb must be between 0.01 and 1024")
+    if not 1 <= args.port <= 65535:
+        raise PinidError("--port must be between 1 and 65535")
+    threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else 0
+    settings = Settings(args.model, int(args.max_body_mb * 2**20), args.queue, threads)
     _check_can_listen(args.host, args.port)
-    app = settings.load_app()  # a bad model folder fails here, in one line, before serving
+    # A bad model folder fails here, in one line, before anything is served. With several
+    # workers only they hold a model; this process only checks the folder.
+    app = settings.load_app() if args.workers == 1 else _check_model(settings.model)
     print(
         f"pinid: serving {settings.model} at http://{args.host}:{args.port}/ "
         f"({args.workers} worker{'s' * (args.workers > 1)}; Ctrl-C stops)",

@@ -2,11 +2,13 @@
 
 A model folder then shows its evidence wherever it is moved, and the web service serves these
 files only, never the training paths recorded in ``model.json`` (which a hostile folder could
-point anywhere).
+point anywhere); it reads them without following symlinks, for the same reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +18,7 @@ from pinid.features.images import UnreadableImage, load_image
 THUMBNAILS = "thumbnails"
 THUMBNAIL_SIDE = 160
 """Longest side in pixels: sharp in a result list, about 4 KB per pin."""
+MAX_THUMBNAIL_BYTES = 1024 * 1024
 
 
 def thumbnail_name(row: int) -> str:
@@ -43,7 +46,25 @@ def write_thumbnails(images: Sequence[str], folder: Path) -> int:
         return sum(written)
 
 
-def thumbnail_path(model_dir: Path, row: int) -> Path | None:
-    """The thumbnail of training pin ``row``, if the model folder has one."""
+def available_thumbnails(model_dir: Path, n_rows: int) -> frozenset[int]:
+    """Rows with a thumbnail that is a plain file (not a symlink) named as pinid names them."""
+    rows = set()
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(Path(model_dir) / THUMBNAILS):
+            stem, dot, suffix = entry.name.partition(".")
+            if (dot and suffix == "jpg" and stem.isdigit() and stem == str(int(stem))
+                    and int(stem) < n_rows and entry.is_file(follow_symlinks=False)):  # fmt: skip
+                rows.add(int(stem))
+    return frozenset(rows)
+
+
+def read_thumbnail(model_dir: Path, row: int) -> bytes | None:
+    """The thumbnail's bytes; never follows a symlink (a model folder may come from anyone)."""
     path = Path(model_dir) / THUMBNAILS / thumbnail_name(row)
-    return path if path.is_file() else None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(MAX_THUMBNAIL_BYTES + 1)
+    return data if len(data) <= MAX_THUMBNAIL_BYTES else None

@@ -14,10 +14,11 @@ from importlib.resources import files
 from typing import Annotated
 
 import numpy as np
+import torch
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,7 +27,7 @@ from pinid import __version__
 from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.images import UnreadableImage
 from pinid.models.predictor import Predictor
-from pinid.models.thumbnails import thumbnail_path
+from pinid.models.thumbnails import available_thumbnails, read_thumbnail
 from pinid.service.middleware import RequestLimits, SecurityHeaders
 from pinid.service.pool import InferencePool, PoolBusy
 from pinid.service.settings import MAX_BODY_BYTES, QUEUE
@@ -74,6 +75,7 @@ class Users(BaseModel):
 class Health(BaseModel):
     status: str
     model: str
+    max_body_bytes: int = Field(description="largest request body accepted")
     users: int
     training_pins: int
     extractor: str
@@ -97,10 +99,12 @@ class Service:
         self.pool = InferencePool(queue)
         self.row_of = {pin_id: row for row, pin_id in enumerate(predictor.pins.pin_ids)}
         self.counts = Counter(predictor.pins.users)
+        self.thumbnails = available_thumbnails(predictor.model_dir, len(self.row_of))
+        self.model_name = predictor.model_dir.resolve().name  # not the server's paths
 
     def image_url(self, pin_id: str) -> str | None:
         row = self.row_of[pin_id]
-        return f"/api/thumbnails/{row}" if thumbnail_path(self.predictor.model_dir, row) else None
+        return f"/api/thumbnails/{row}" if row in self.thumbnails else None
 
     def identify(self, text: str | None, image: bytes | None, filename: str) -> dict:
         """Runs in the pool: features of the upload, then the ranking."""
@@ -115,16 +119,22 @@ def create_app(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     queue: int = QUEUE,
-    max_concurrent: int | None = None,
+    threads: int | None = None,
 ) -> FastAPI:
-    """The ASGI application for one loaded model."""
+    """The ASGI application for one loaded model; ``threads`` caps the CNN's threads (for
+    several server processes sharing the cores)."""
     service = Service(predictor, queue)
     static = files("pinid.service") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
 
+    def load_cnn() -> None:
+        predictor.extractor.load()
+        if threads:
+            torch.set_num_threads(threads)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        await service.pool.run(predictor.extractor.load)  # the CNN is ready for request one
+        await service.pool.run(load_cnn)  # the CNN is ready for request one
         yield  # the pool's idle threads end with the interpreter; a running job is finished
 
     app = FastAPI(
@@ -142,6 +152,10 @@ def create_app(
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": str(exc.detail)}, exc.status_code, exc.headers)
 
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "internal error"}, 500)  # the log has the traceback
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
@@ -150,15 +164,21 @@ def create_app(
         )
         return JSONResponse({"detail": problems}, 422)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                   include_in_schema=False)  # fmt: skip
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
+
+    @app.head("/healthz", include_in_schema=False)
+    async def healthz_head() -> Response:
+        return Response()
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> dict:
         return {
             "status": "ok",
-            "model": str(predictor.model_dir),
+            "model": service.model_name,
+            "max_body_bytes": max_body_bytes,
             "users": len(service.counts),
             "training_pins": len(predictor.pins.pin_ids),
             "extractor": predictor.extractor.extractor_id,
@@ -172,19 +192,19 @@ def create_app(
 
     @app.get(
         "/api/thumbnails/{row}",
-        response_class=FileResponse,
+        response_class=Response,
         responses={
             200: {"content": {"image/jpeg": {}}},
             404: {"model": Error, "description": "no such training pin, or it has no image"},
             422: {"model": Error, "description": "the row is not a non-negative integer"},
         },
     )
-    async def thumbnail(row: Annotated[int, PathParam(ge=0)]) -> FileResponse:
-        path = thumbnail_path(predictor.model_dir, row)
-        if path is None:
+    async def thumbnail(row: Annotated[int, PathParam(ge=0)]) -> Response:
+        data = read_thumbnail(predictor.model_dir, row) if row in service.thumbnails else None
+        if data is None:
             raise HTTPException(404, f"no thumbnail for training pin {row}")
-        return FileResponse(
-            path, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"}
+        return Response(
+            data, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"}
         )
 
     @app.post("/api/identify", response_model=Identification, responses=ERRORS)
@@ -196,13 +216,15 @@ def create_app(
     ) -> dict:
         """Rank the users who may have posted a pin; give an image, a text or both."""
         started = time.perf_counter()
+        # A file part with no name and no bytes is a form sent without choosing a file; a named
+        # empty file is an upload, and refused as one.
+        name = (image.filename or "") if image is not None else ""
         data = await image.read() if image is not None else b""
-        if not data and not (text and text.strip()):
+        upload = data if (data or name) else None
+        if upload is None and not (text and text.strip()):
             raise HTTPException(422, "give an image, a text or both")
         try:
-            answer = await service.pool.run(
-                service.identify, text or None, data or None, (image and image.filename) or ""
-            )
+            answer = await service.pool.run(service.identify, text or None, upload, name)
         except PoolBusy:
             raise HTTPException(503, "identification queue full; retry shortly",
                                 {"retry-after": "1"}) from None  # fmt: skip
@@ -214,11 +236,10 @@ def create_app(
             evidence = entry["evidence"]
             del evidence["image"]  # a path on the server; the thumbnail URL replaces it
             evidence["image_url"] = service.image_url(evidence["pin_id"])
+        answer["model"] = service.model_name
         answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return answer
 
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(  # outermost: runs before anything parses the request
-        RequestLimits, max_body_bytes=max_body_bytes, max_concurrent=max_concurrent or 4 * queue
-    )
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)  # before any parsing
+    app.add_middleware(SecurityHeaders)  # outermost: its own answers carry the headers too
     return app

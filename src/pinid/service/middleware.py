@@ -2,9 +2,10 @@
 
 ``RequestLimits`` reads each request body itself, counting bytes as they stream in (a
 ``Content-Length`` header is a claim, not a fact), so an oversized upload is answered 413 after
-at most the cap has been read and never reaches the multipart parser. It also bounds how many
-requests may hold a body at once (503 beyond) and how long a client may take to send one (408),
-so slow or numerous clients cannot exhaust memory or hang the server.
+at most the cap has been read and never reaches the multipart parser. Bodies held in memory at
+once share a budget (503 beyond it), and a client must keep sending (408 after an idle gap or
+an overall limit), so neither large nor slow clients can exhaust memory or hang the server.
+Requests without a body (the page, health checks, thumbnails) are never refused by it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DRAIN_FACTOR = 4
+BUFFER_BUDGET = 256 * 1024 * 1024
+"""Request bodies held in memory at once, all requests together."""
+IDLE_TIMEOUT_S = 15.0
+BODY_TIMEOUT_S = 120.0
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -49,57 +54,65 @@ class _Disconnected(Exception):
     pass
 
 
+class _OverBudget(Exception):
+    pass
+
+
 class RequestLimits:
-    """Body size cap (413), body read time limit (408), concurrent request cap (503)."""
+    """Body size cap (413), shared memory budget (503), idle and overall body time (408)."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         max_body_bytes: int,
-        max_concurrent: int,
-        body_timeout_s: float = 30.0,
+        buffer_budget: int = BUFFER_BUDGET,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.max_concurrent = max_concurrent
+        self.buffer_budget = buffer_budget
+        self.idle_timeout_s = idle_timeout_s
         self.body_timeout_s = body_timeout_s
-        self.active = 0
+        self.buffered = 0
+        """Bytes of request bodies currently held, all requests together."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.active >= self.max_concurrent:
-            await send_json_error(send, 503, "server busy; retry shortly", [(b"retry-after", b"1")])
-            return
-        self.active += 1
-        try:
-            await self._handle(scope, receive, send)
-        finally:
-            self.active -= 1
-
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         cap = f"request body over the {self.max_body_bytes:,}-byte limit"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await send_json_error(send, 413, cap)
             return
+        held = [0]  # this request's share of the budget, returned when it ends
         try:
-            async with asyncio.timeout(self.body_timeout_s):
-                body = await self._read_body(receive)
-        except TimeoutError:
-            late = f"request body not received within {self.body_timeout_s:g} s"
-            await send_json_error(send, 408, late)
-            return
-        except _Disconnected:
-            return
-        if body is None:
-            await send_json_error(send, 413, cap)
-            return
-        await self.app(scope, _replay(body, receive), send)
+            try:
+                async with asyncio.timeout(self.body_timeout_s):
+                    body = await self._read_body(receive, held)
+            except TimeoutError:
+                late = (
+                    f"request body not received within {self.body_timeout_s:g} s "
+                    f"(or a pause over {self.idle_timeout_s:g} s)"
+                )
+                await send_json_error(send, 408, late)
+                return
+            except _OverBudget:
+                busy = "server busy; retry shortly"
+                await send_json_error(send, 503, busy, [(b"retry-after", b"1")])
+                return
+            except _Disconnected:
+                return
+            if body is None:
+                await send_json_error(send, 413, cap)
+                return
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.buffered -= held[0]
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, held: list[int]) -> bytes | None:
         """The whole body, or None when it exceeds the cap.
 
         Past the cap, chunks are discarded (up to ``DRAIN_FACTOR`` times the cap) rather than
@@ -109,12 +122,17 @@ class RequestLimits:
         chunks: list[bytes] = []
         total = 0
         while True:
-            message = await receive()
+            async with asyncio.timeout(self.idle_timeout_s):
+                message = await receive()
             if message["type"] == "http.disconnect":
                 raise _Disconnected
             chunk = message.get("body", b"")
             total += len(chunk)
             if total <= self.max_body_bytes:
+                if self.buffered + len(chunk) > self.buffer_budget:
+                    raise _OverBudget
+                self.buffered += len(chunk)
+                held[0] += len(chunk)
                 chunks.append(chunk)
             else:
                 chunks.clear()

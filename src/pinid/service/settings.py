@@ -18,6 +18,8 @@ class Settings:
     model: Path | str
     max_body_bytes: int = MAX_BODY_BYTES
     queue: int = QUEUE
+    threads: int = 0
+    """CNN threads per process; 0: every core."""
 
     def load_app(self):
         """Load the model (once) and build the ASGI application around it."""
@@ -25,7 +27,10 @@ class Settings:
         from pinid.service.app import create_app
 
         return create_app(
-            Predictor(self.model), max_body_bytes=self.max_body_bytes, queue=self.queue
+            Predictor(self.model),
+            max_body_bytes=self.max_body_bytes,
+            queue=self.queue,
+            threads=self.threads or None,
         )
 
     def to_environment(self) -> dict[str, str]:
@@ -33,6 +38,7 @@ class Settings:
             f"{_PREFIX}MODEL": str(self.model),
             f"{_PREFIX}MAX_BODY_BYTES": str(self.max_body_bytes),
             f"{_PREFIX}QUEUE": str(self.queue),
+            f"{_PREFIX}THREADS": str(self.threads),
         }
 
     @classmethod
@@ -41,6 +47,7 @@ class Settings:
             os.environ[f"{_PREFIX}MODEL"],
             int(os.environ[f"{_PREFIX}MAX_BODY_BYTES"]),
             int(os.environ[f"{_PREFIX}QUEUE"]),
+            int(os.environ[f"{_PREFIX}THREADS"]),
         )
 
 

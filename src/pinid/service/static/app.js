@@ -121,6 +121,10 @@ for (const name of ["dragenter", "dragover"]) {
 for (const name of ["dragleave", "drop"]) {
   zone.addEventListener(name, () => zone.classList.remove("dragging"));
 }
+// A file dropped beside the zone must not make the browser leave the page to show it.
+for (const name of ["dragover", "drop"]) {
+  window.addEventListener(name, (event) => event.preventDefault());
+}
 zone.addEventListener("drop", (event) => {
   event.preventDefault();
   if (event.dataTransfer.files.length) {
@@ -135,5 +139,7 @@ fetch("/healthz")
     document.getElementById("model-info").textContent =
       "Model " + health.model + ": " + health.users + " users, " +
       health.training_pins + " training pins.";
+    document.getElementById("size-limit").textContent =
+      "up to " + (health.max_body_bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
   })
   .catch(() => showError("The server does not answer."));
