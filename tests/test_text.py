@@ -60,3 +60,10 @@ def test_decomposed_accents_and_ligatures_are_normalised():
     decomposed = "citta\u0300 e\u0301le\u0301phant nin\u0303o"
     assert tokenize(decomposed) == ["città", "éléphant", "niño"]
     assert tokenize("\ufb01sh İstanbul") == ["fish", "i̇stanbul"]
+
+
+def test_models_read_a_text_up_to_its_first_ten_thousand_characters():
+    from pinid.features.text import MAX_TEXT_CHARS
+
+    text = "apple " * (MAX_TEXT_CHARS // 6) + "zebra " * 1_000_000  # 6 MB on one line
+    assert "zebra" not in tokenize(text) and "apple" in tokenize(text)

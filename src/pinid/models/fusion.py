@@ -14,9 +14,12 @@ def _normalise(scores: np.ndarray) -> np.ndarray:
     return np.divide(scores, total, out=np.zeros_like(scores), where=total > 0)
 
 
-def cascade(r_text: np.ndarray, r_image: np.ndarray) -> np.ndarray:
-    """r = r_text * r_image per user, renormalised per pin (the argmax is unchanged)."""
-    return _normalise(r_text * r_image)
+def cascade(*views: np.ndarray) -> np.ndarray:
+    """r = r_text * r_image (* any further view) per user, renormalised per pin."""
+    product = views[0]
+    for view in views[1:]:
+        product = product * view
+    return _normalise(product)
 
 
 def late(r_text: np.ndarray, r_image: np.ndarray, lam: float) -> np.ndarray:

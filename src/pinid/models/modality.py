@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
 from pinid.errors import DataError
-from pinid.features.text import make_text_vectorizer
+from pinid.features.text import make_char_vectorizer, make_text_vectorizer
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 MAX_ITER = 1000
@@ -31,6 +31,11 @@ def _logistic(C: float) -> LogisticRegression:
 def make_text_model(C: float = 1.0) -> Pipeline:
     """tf-idf (dictionary from the fitted pins, words in one pin dropped) -> logistic regression."""
     return Pipeline([("tfidf", make_text_vectorizer()), ("logistic", _logistic(C))])
+
+
+def make_char_model(C: float = 1.0) -> Pipeline:
+    """Beyond the paper: character n-gram tf-idf -> logistic regression (a second text view)."""
+    return Pipeline([("tfidf", make_char_vectorizer()), ("logistic", _logistic(C))])
 
 
 def make_image_model(C: float = 1.0) -> Pipeline:
