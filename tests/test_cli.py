@@ -12,7 +12,7 @@ from pinid.cli import main
 from pinid.data import Split, load_dataset, load_split, make_split, save_split
 from pinid.evaluation.experiment import TABLE_ROWS
 
-MODEL_ROWS = (*TABLE_ROWS, "cf_ref_text", "cf_ref_image")
+MODEL_ROWS = (*TABLE_ROWS, "cf_ref_text", "cf_ref_image", "text_char", "cf_char", "cf_rerank")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,11 @@ def test_experiment_writes_results_with_every_model_and_key(run_dir):
         assert metrics["recall_at_10"] == 1.0  # four users: all are in the top 10
     assert set(results["per_user_f1"]) == set(MODEL_ROWS)
     assert len(results["per_user_f1"]["cf_ref"]) == 4
-    assert set(results["chosen_C"]) == {"text", "image"}
+    assert set(results["chosen_C"]) == {"text", "char", "image"}
+    assert results["final_model"] == "cf_rerank"
+    calibration = results["calibration"]
+    assert calibration["temperature"] > 0
+    assert all(0 <= calibration[k] <= 1 for k in ("ece_cf_ref", "ece_before", "ece_after"))
     assert all(c in (0.1, 1.0, 10.0, 100.0) for c in results["chosen_C"].values())
     assert {"features", "tune_C", "refit", "evaluate"} <= set(results["timings_s"])
     assert (run_dir / "model" / "model.json").is_file()
@@ -109,12 +113,15 @@ def test_predict_with_one_modality_says_which(run_dir, capsys):
     assert image_only["ranking"][0]["evidence"]["similarity"] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_text_without_known_words_is_not_used(run_dir, capsys):
+UNKNOWN_TEXT = "※※※ ¶¶¶"  # neither a word nor a character n-gram of any training pin
+
+
+def test_text_without_anything_known_is_not_used(run_dir, capsys):
     model = str(run_dir / "model")
-    assert main(["predict", "--model", model, "--text", "zzqqx the of"]) == 2
-    assert "the text has no word the model knows" in capsys.readouterr().err
+    assert main(["predict", "--model", model, "--text", UNKNOWN_TEXT]) == 2
+    assert "the text has nothing the model knows" in capsys.readouterr().err
     image = json.loads((run_dir / "model" / "model.json").read_text())["training_pins"]["image"][1]
-    answer = _predict_json(capsys, "--model", model, "--image", image, "--text", "zzqqx")
+    answer = _predict_json(capsys, "--model", model, "--image", image, "--text", UNKNOWN_TEXT)
     assert answer["used"] == ["image"] and "text_note" in answer
 
 
@@ -230,3 +237,30 @@ def test_a_failed_experiment_leaves_no_split_behind(tmp_path, capsys):
     )
     assert "images unreadable" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_predict_answers_unknown_below_the_rejection_threshold(run_dir, capsys):
+    model = str(run_dir / "model")
+    args = ["--model", model, "--text", "red"]  # the one sample word the model is unsure of
+    known = _predict_json(capsys, *args, "--reject-below", "0")
+    assert known["answer"] == known["ranking"][0]["user"] and known["reject_below"] == 0.0
+    above = str((known["ranking"][0]["score"] + 1) / 2)
+    assert float(above) > known["ranking"][0]["score"]
+    unknown = _predict_json(capsys, *args, "--reject-below", above)
+    assert unknown["answer"] == "unknown" and unknown["ranking"] == known["ranking"]
+    assert main(["predict", *args, "--reject-below", above]) == 0
+    assert capsys.readouterr().out.startswith("answer: unknown (top probability")
+
+
+def test_predict_refuses_a_threshold_out_of_range(run_dir, capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", str(run_dir / "model"), "--text", "a", "--reject-below", "2"])
+    assert "expected a number from 0 to 1 or auto" in capsys.readouterr().err
+
+
+def test_predict_auto_threshold_needs_one_chosen_by_the_experiment(run_dir, capsys):
+    # four users: the unknown-user analysis had none to spare, so no threshold was chosen
+    args = ["predict", "--model", str(run_dir / "model"), "--text", "a", "--reject-below", "auto"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no rejection threshold was chosen" in err and err.count("\n") == 1

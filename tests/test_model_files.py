@@ -26,7 +26,7 @@ def fitted(sample_corpus, tmp_path_factory):
     extractor = ImageFeatureExtractor(progress=False)
     data = prepare(load_dataset(sample_corpus), extractor)
     ids = {p.pin_id for p in data.dataset.pins}
-    model, pins = fit_identifier(data, ids, {"text": 10.0, "image": 10.0})
+    model, pins = fit_identifier(data, ids, {"text": 10.0, "char": 10.0, "image": 10.0})
     folder = tmp_path_factory.mktemp("models") / "model"
     save_model(folder, model, pins, extractor_record(extractor))
     return model, data, folder
@@ -35,19 +35,23 @@ def fitted(sample_corpus, tmp_path_factory):
 def test_round_trip_gives_identical_probabilities_and_rankings(fitted):
     model, data, folder = fitted
     loaded = load_model(folder).model
+    X = data.features
     np.testing.assert_array_equal(
-        loaded.predict_proba(data.features), model.predict_proba(data.features)
+        loaded.views_.base.predict_proba(X), model.views_.base.predict_proba(X)
     )
-    a, b = model.rank(data.features), loaded.rank(data.features)
-    np.testing.assert_array_equal(a.users, b.users)
-    np.testing.assert_array_equal(a.scores, b.scores)
+    for name, view in model.views_.probabilities(X).items():
+        np.testing.assert_array_equal(loaded.views_.probabilities(X)[name], view)
+    a, b = model.rerank(X), loaded.rerank(X)
+    for field in ("users", "probability", "evidence", "similarity"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert loaded.get_params() == model.get_params()
+    assert loaded.temperature_ == model.temperature_
 
 
 def test_model_json_records_versions_vocabulary_and_training_pins(fitted):
     _, data, folder = fitted
     doc = json.loads((folder / "model.json").read_text())
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert {"numpy", "scipy", "scikit-learn"} <= set(doc["library_versions"])
     assert doc["params"]["C_text"] == 10.0 and doc["vocabulary"]
     assert doc["extractor"]["name"] == "efficientnet-lite0"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pinid.cli import main
-from pinid.evaluation.experiment import TABLE_ROWS
+from pinid.evaluation.experiment import BEYOND_ROWS, TABLE_ROWS
 from tests.browser import chromium
 
 FIGURES = ("fig2_words_per_pin", "fig3_projections", "fig4_per_user_f1", "fig5_f1_histogram",
@@ -63,6 +63,9 @@ def test_page_numbers_come_from_results_json(run_dir):
             rf'<td class="num[^"]*">{c}</td>' for c in cells), table2), row  # fmt: skip
     for user in results["analyses"]["table1"]["users"]:
         assert f"<th>{user}</th>" in html
+    calibration = html[html.index('id="calibration"') :]
+    assert f"{results['calibration']['ece_after']:.3f}" in calibration
+    assert "could not fit without the held-out users" in html  # four users: none to spare
 
 
 def test_report_command_regenerates_and_refuses_a_folder_without_results(run_dir, tmp_path, capsys):
@@ -85,11 +88,13 @@ def test_report_renders_in_a_real_browser(run_dir):
             "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
         )
         rows = browser.execute_script(
-            "return ['table1','table2','table3'].map(id => document.getElementById(id).rows.length)"
+            "return ['table1', 'table2', 'table3', 'ablation', 'calibration']"
+            ".map(id => document.getElementById(id).rows.length)"
         )
     finally:
         browser.quit()
     assert len(widths) == len(FIGURES) and all(w > 0 for w in widths)
     results = _results(run_dir)
     n_table3 = len(results["analyses"]["table3"]["lowest"])
-    assert rows == [1 + 5, 1 + len(results["models"]), 2 + n_table3]
+    n_table2 = len(TABLE_ROWS) + sum(m.startswith("cf_ref_") for m in results["models"])
+    assert rows == [1 + 5, 1 + n_table2, 2 + n_table3, 1 + len(BEYOND_ROWS), 4]

@@ -98,6 +98,16 @@ def test_the_api_ranks_exactly_as_pinid_predict(client, pins, model_dir, capsys)
         assert got["evidence"]["pin_id"] == want["evidence"]["pin_id"]
 
 
+def test_the_answer_is_unknown_below_the_servers_threshold(model_dir, client):
+    answer = _identify(client, "red").json()  # the one sample word the model is unsure of
+    assert answer["answer"] == answer["ranking"][0]["user"] and answer["reject_below"] is None
+    above = (answer["ranking"][0]["score"] + 1) / 2
+    with TestClient(create_app(Predictor(model_dir, reject_below=above))) as strict:
+        rejected = _identify(strict, "red").json()
+    assert rejected["answer"] == "unknown" and rejected["reject_below"] == above
+    assert [e["user"] for e in rejected["ranking"]] == [e["user"] for e in answer["ranking"]]
+
+
 def test_either_modality_alone_is_enough(client, pins):
     pin = pins[3]
     by_text = _identify(client, text=pin["text"]).json()
@@ -114,9 +124,9 @@ def test_no_text_and_no_image_is_422(client, text):
     assert response.json() == {"detail": "give an image, a text or both"}
 
 
-def test_a_text_of_unknown_words_alone_is_422_with_the_reason(client):
-    response = _identify(client, text="qwxzzy vrrkplm")
-    assert response.status_code == 422 and "no word the model knows" in response.json()["detail"]
+def test_a_text_of_nothing_known_alone_is_422_with_the_reason(client):
+    response = _identify(client, text="※※※ ¶¶¶")
+    assert response.status_code == 422 and "nothing the model knows" in response.json()["detail"]
 
 
 def test_an_overlong_text_is_422(client):

@@ -24,9 +24,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="1..10",
         help="how many users to list (the refinement ranks 10 candidates)",
     )
+    parser.add_argument(
+        "--reject-below",
+        type=_threshold,
+        metavar="T|auto",
+        help='answer "unknown" when the top probability is below T (0..1); "auto": the '
+        "threshold pinid experiment chose on validation",
+    )
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.add_argument("--data", help="batch: a manifest or folder of pins to identify")
     parser.add_argument("--out", help="batch: JSON Lines file to write, one line per pin")
+
+
+def _threshold(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1 or auto, got {value!r}")
+    return number
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,14 +63,22 @@ def main(args: argparse.Namespace) -> int:
             f"{image}: "
             + ("is a folder, not an image" if image.is_dir() else "image file not found")
         )
-    answer = Predictor(args.model).identify([args.text], [image], top=args.top)[0]
+    predictor = Predictor(args.model, reject_below=args.reject_below)
+    answer = predictor.identify([args.text], [image], top=args.top)[0]
     if "image_error" in answer:
         raise DataError(f"{image}: {answer['image_error']}")
     if not answer["ranking"]:
-        raise DataError("nothing to identify: the text has no word the model knows, and no image")
+        raise DataError("nothing to identify: the text has nothing the model knows, and no image")
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0
+    best = answer["ranking"][0]
+    if answer["answer"] == "unknown":
+        print(
+            f"answer: unknown (top probability {best['score']:.2f} < {predictor.reject_below:.2f})"
+        )
+    else:
+        print(f"answer: {answer['answer']} (probability {best['score']:.2f})")
     print(
         f"used: {' + '.join(answer['used'])}"
         + (f" ({answer['text_note']})" if "text_note" in answer else "")
@@ -59,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     for rank, entry in enumerate(answer["ranking"], start=1):
         evidence = entry["evidence"]
         print(
-            f"{rank:>2}. {entry['user'][:40]:<40} score {entry['score']:.4f}  "
+            f"{rank:>2}. {entry['user'][:40]:<40} probability {entry['score']:.3f}  "
             f"evidence {evidence['pin_id']} (similarity {evidence['similarity']:.2f}): "
             f"{evidence['text'][:60]!r}"
         )
@@ -71,7 +98,7 @@ def _batch(args: argparse.Namespace) -> int:
     from pinid.models.predictor import Predictor
 
     dataset = load_dataset(args.data)
-    predictor = Predictor(args.model, progress=True)
+    predictor = Predictor(args.model, progress=True, reject_below=args.reject_below)
     answers = predictor.identify(
         [p.text for p in dataset.pins], [p.image for p in dataset.pins], top=args.top
     )
@@ -79,5 +106,10 @@ def _batch(args: argparse.Namespace) -> int:
         for pin, answer in zip(dataset.pins, answers, strict=True):
             fh.write(json.dumps({"pin_id": pin.pin_id, **answer}, ensure_ascii=False) + "\n")
     unreadable = sum("image_error" in a for a in answers)
-    print(f"{len(answers)} pins identified -> {args.out} ({unreadable} with unreadable image)")
+    unknown = sum(a.get("answer") == "unknown" for a in answers)
+    print(
+        f"{len(answers)} pins identified -> {args.out} ({unreadable} with unreadable image"
+        + (f", {unknown} answered unknown" if predictor.reject_below is not None else "")
+        + ")"
+    )
     return 0

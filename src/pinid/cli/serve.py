@@ -6,6 +6,7 @@ import argparse
 import os
 import socket
 
+from pinid.cli.predict import _threshold
 from pinid.errors import PinidError
 
 HELP = "serve a page and JSON API that identify who posted a pin"
@@ -32,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=QUEUE,
         help=f"identifications admitted at once per process; more get 503 (default {QUEUE})",
     )
+    parser.add_argument(
+        "--reject-below",
+        type=_threshold,
+        metavar="T|auto",
+        help='answer "unknown" when the top probability is below T (0..1); "auto": the '
+        "threshold pinid experiment chose on validation",
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
 
@@ -50,10 +58,11 @@ def _check_can_listen(host: str, port: int) -> None:
             raise PinidError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def _check_model(folder: str) -> None:
-    from pinid.models.io import load_model
+def _check_model(settings) -> None:
+    """The model folder and threshold, checked; this process never builds the app or the CNN."""
+    from pinid.models.io import load_model, rejection_threshold
 
-    load_model(folder)
+    rejection_threshold(load_model(settings.model), settings.model, settings.reject_below)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -72,11 +81,13 @@ def main(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise PinidError("--port must be between 1 and 65535")
     threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else 0
-    settings = Settings(args.model, int(args.max_body_mb * 2**20), args.queue, threads)
+    settings = Settings(
+        args.model, int(args.max_body_mb * 2**20), args.queue, threads, args.reject_below
+    )
     _check_can_listen(args.host, args.port)
     # A bad model folder fails here, in one line, before anything is served. With several
     # workers only they hold a model; this process only checks the folder.
-    app = settings.load_app() if args.workers == 1 else _check_model(settings.model)
+    app = settings.load_app() if args.workers == 1 else _check_model(settings)
     print(
         f"pinid: serving {settings.model} at http://{args.host}:{args.port}/ "
         f"({args.workers} worker{'s' * (args.workers > 1)}; Ctrl-C stops)",

@@ -33,10 +33,12 @@ def main(args: argparse.Namespace) -> int:
     data = prepare(dataset, extractor, max_unreadable=args.max_unreadable, strict=args.strict)
     chosen, _ = tune_C(data, split)
     every_pin = {p.pin_id for p in data.dataset.pins}
-    model, pins = fit_identifier(data, every_pin, chosen, args.similarity)
+    model, pins = fit_identifier(
+        data, every_pin, chosen, args.similarity, calibrate_ids=split.ids("val")
+    )
     save_model(args.out, model, pins, extractor_record(extractor), seed=args.seed)
     print(
         f"model of {len(model.classes_)} users from {len(every_pin)} pins written to {args.out} "
-        f"(C text {chosen['text']:g}, image {chosen['image']:g})"
+        f"(C text {chosen['text']:g}, characters {chosen['char']:g}, image {chosen['image']:g})"
     )
     return 0

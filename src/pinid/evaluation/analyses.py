@@ -14,14 +14,13 @@ import numpy as np
 from scipy.stats import pearsonr
 from sklearn.decomposition import PCA, TruncatedSVD
 
+from pinid.evaluation.calibration import reliability
 from pinid.features.dataset import PreparedData
 from pinid.features.text import tokenize
 from pinid.models.identifier import PinIdentifier
-from pinid.models.refinement import Refined
 
 N_COMPONENTS = 10
 MAX_POINTS = 2000
-RELIABILITY_BINS = 10
 
 
 def _stats(values: list[int]) -> dict[str, float]:
@@ -118,9 +117,10 @@ def shared_images(data: PreparedData) -> dict:
     return {"n_images": len(owners), "shared_by_2plus_users": shared, "share": shared / len(owners)}
 
 
-def confused_pairs(y_true: np.ndarray, final: Refined, classes: np.ndarray, n: int = 10) -> list:
+def confused_pairs(
+    y_true: np.ndarray, predicted: np.ndarray, classes: np.ndarray, n: int = 10
+) -> list:
     """The user pairs the final model confuses most on the test pins (true -> predicted)."""
-    predicted = final.users[:, 0]
     pairs = Counter(
         (str(classes[t]), str(classes[p])) for t, p in zip(y_true, predicted, strict=True) if t != p
     )
@@ -128,43 +128,23 @@ def confused_pairs(y_true: np.ndarray, final: Refined, classes: np.ndarray, n: i
     return [{"true": t, "predicted": p, "count": c} for (t, p), c in ranked]
 
 
-def reliability(y_true: np.ndarray, final: Refined) -> dict:
-    """Reliability of the final score: the top user's share of the refined scores of the top
-    candidates, binned, against how often that user is right; with the expected calibration
-    error (ECE)."""
-    totals = final.scores.sum(axis=1)
-    confidence = np.divide(final.scores[:, 0], totals, out=np.zeros(len(totals)), where=totals > 0)
-    correct = final.users[:, 0] == y_true
-    edges = np.linspace(0.0, 1.0, RELIABILITY_BINS + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, RELIABILITY_BINS - 1)
-    bins, ece = [], 0.0
-    for b in range(RELIABILITY_BINS):
-        mask = which == b
-        if mask.any():
-            mean_conf, accuracy = float(confidence[mask].mean()), float(correct[mask].mean())
-            ece += mask.mean() * abs(mean_conf - accuracy)
-            bins.append(
-                {"low": edges[b], "high": edges[b + 1], "count": int(mask.sum()),
-                 "confidence": mean_conf, "accuracy": accuracy}
-            )  # fmt: skip
-    return {"bins": bins, "ece": float(ece)}
-
-
 def analyse(
     data: PreparedData,
     model: PinIdentifier,
     y_true: np.ndarray,
-    final: Refined,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
     per_user_f1: dict[str, float],
     seed: int,
 ) -> dict:
-    """Every analysis of the report, from the run's data and its final model."""
+    """Every analysis of the report, from the run's data and its final model's answers (class
+    indices) and their confidence."""
     return {
         "table1": frequent_words(data, seed),
         "words_per_pin": words_per_pin(data),
         "projections": projections(data, model, seed),
         "table3": lowest_and_highest(data, per_user_f1),
         "shared_images": shared_images(data),
-        "confused_pairs": confused_pairs(y_true, final, model.classes_),
-        "reliability": reliability(y_true, final),
+        "confused_pairs": confused_pairs(y_true, predicted, model.classes_),
+        "reliability": reliability(confidence, predicted == y_true),
     }

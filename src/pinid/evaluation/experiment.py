@@ -18,34 +18,46 @@ from pinid._atomic import atomic_write_text, check_output_folder
 from pinid.data import Dataset, Split, load_split, make_split, save_split
 from pinid.errors import DataError
 from pinid.evaluation.analyses import analyse
+from pinid.evaluation.calibration import calibration_summary
 from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
+from pinid.evaluation.unknown import unknown_users
 from pinid.features import MAX_FAILURE_RATE
 from pinid.features.dataset import PinFeatures, PreparedData, prepare
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.models.fusion import cascade, late
 from pinid.models.identifier import PinIdentifier
 from pinid.models.io import save_model
-from pinid.models.modality import C_GRID, make_image_model, make_text_model, select_C
+from pinid.models.modality import (
+    C_GRID,
+    make_char_model,
+    make_image_model,
+    make_text_model,
+    select_C,
+)
 from pinid.models.ranking import top_k
+from pinid.models.reranked import RerankedIdentifier
 from pinid.models.similarity import SPACES
 from pinid.models.training import extractor_record, fit_identifier
 
 LATE_LAMBDAS = (0.3, 0.5, 0.7)
 TABLE_ROWS = ("text", "image", "late_0.3", "late_0.5", "late_0.7", "cf", "cf_ref")
+BEYOND_ROWS = ("cf", "text_char", "cf_char", "cf_ref", "cf_rerank")
+"""The ablation beyond the paper: each addition on the same split and test pins."""
+FINAL = "cf_rerank"
 
 
 def tune_C(data: PreparedData, split: Split) -> tuple[dict[str, float], dict[str, dict]]:
     """C per modality by validation accuracy, each modality on its own."""
     train_X, train_y = data.part(split.ids("train"))
     val_X, val_y = data.part(split.ids("val"))
-    text_C, text_scores = select_C(
-        make_text_model(), list(train_X.texts), train_y, list(val_X.texts), val_y, C_GRID
-    )
-    image_C, image_scores = select_C(
-        make_image_model(), train_X.images, train_y, val_X.images, val_y, C_GRID
-    )
-    chosen = {"text": text_C, "image": image_C}
-    return chosen, {"text": text_scores, "image": image_scores}
+    chosen, scores = {}, {}
+    for view, make, X_train, X_val in (
+        ("text", make_text_model, list(train_X.texts), list(val_X.texts)),
+        ("char", make_char_model, list(train_X.texts), list(val_X.texts)),
+        ("image", make_image_model, train_X.images, val_X.images),
+    ):
+        chosen[view], scores[view] = select_C(make(), X_train, train_y, X_val, val_y, C_GRID)
+    return chosen, scores
 
 
 def model_scores(model: PinIdentifier, X: PinFeatures) -> dict[str, np.ndarray]:
@@ -68,7 +80,7 @@ def run_experiment(
     max_unreadable: float = MAX_FAILURE_RATE,
     strict: bool = False,
     split_file: Path | None = None,
-) -> tuple[dict, PinIdentifier]:
+) -> tuple[dict, RerankedIdentifier]:
     """Run the protocol; write ``out/split.json``, ``out/results.json`` and ``out/model/``."""
     timings: dict[str, float] = {}
     check_output_folder(out, "results.json", "split.json", "corpus/manifest.jsonl")
@@ -87,9 +99,11 @@ def run_experiment(
     timings["tune_C"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    model, training_pins = fit_identifier(
-        data, split.ids("train") | split.ids("val"), chosen, similarity
+    val_ids = split.ids("val")
+    reranked, training_pins = fit_identifier(
+        data, split.ids("train") | val_ids, chosen, similarity, calibrate_ids=val_ids
     )
+    model = reranked.views_.base  # the paper's model, fitted on train + validation
     timings["refit"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -97,23 +111,37 @@ def run_experiment(
     y_true = np.searchsorted(model.classes_, test_y)
     models, per_user = {}, {}
     scores = model_scores(model, test_X)
+    views = reranked.views_.probabilities(test_X)
+    scores["text_char"], scores["cf_char"] = views["char"], cascade(*views.values())
     for name, matrix in scores.items():
         models[name], per_user[name] = evaluate_ranking(
             y_true, top_k(matrix, RECALL_K), model.classes_
         )
     refined = {space: model.refine(scores["cf"], test_X, space) for space in SPACES}
-    final = refined[similarity]
-    models["cf_ref"], per_user["cf_ref"] = evaluate_ranking(y_true, final.users, model.classes_)
+    models["cf_ref"], per_user["cf_ref"] = evaluate_ranking(
+        y_true, refined[similarity].users, model.classes_
+    )
     for space in SPACES:  # every space under its own name too (joint only when not the default)
         if space != "joint" or similarity != "joint":
             name = f"cf_ref_{space}"
             models[name], per_user[name] = evaluate_ranking(
                 y_true, refined[space].users, model.classes_
             )
+    final = reranked.rerank(test_X)
+    models["cf_rerank"], per_user["cf_rerank"] = evaluate_ranking(
+        y_true, final.users, model.classes_
+    )
+    calibration = calibration_summary(y_true, final, refined[similarity], reranked.temperature_)
     timings["evaluate"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    analyses = analyse(data, model, y_true, final, per_user["cf_ref"], seed)
+    unknown = unknown_users(data, split, chosen, similarity, seed)
+    timings["unknown_users"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    analyses = analyse(  # the paper's analyses of its model; confusions and calibration of ours
+        data, model, y_true, final.users[:, 0], final.probability[:, 0], per_user["cf_ref"], seed
+    )
     timings["analyses"] = time.perf_counter() - clock
 
     used = {p.pin_id for p in data.dataset.pins}  # without pins whose image was unreadable
@@ -138,7 +166,10 @@ def run_experiment(
             "extractor": extractor.extractor_id,
         },
         "models": models,
+        "final_model": FINAL,
         "per_user_f1": per_user,
+        "calibration": calibration,
+        "unknown_users": unknown,
         "chosen_C": chosen,
         "validation_accuracy": {
             m: {str(c): a for c, a in s.items()} for m, s in validation.items()
@@ -148,11 +179,14 @@ def run_experiment(
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
     save_split(split, out / "split.json")  # only now: a failed run leaves nothing behind
-    save_model(out / "model", model, training_pins, extractor_record(extractor), seed=seed)
+    save_model(
+        out / "model", reranked, training_pins, extractor_record(extractor), seed=seed,
+        suggested_reject_below=unknown.get("threshold"),
+    )  # fmt: skip
     atomic_write_text(
         out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     )
-    return results, model
+    return results, reranked
 
 
 def split_for(dataset: Dataset, split_file: Path) -> Split:
@@ -186,15 +220,34 @@ def choose_split(dataset: Dataset, saved: Path, seed: int, split_file: Path | No
 
 
 def format_summary(results: dict) -> str:
-    """The run in two lines: data sizes and chosen C, then where the time went."""
+    """The run in a few lines: data sizes and chosen C, calibration, unknown users, time."""
     d, t = results["dataset"], results["timings_s"]
-    return (
+    C = results["chosen_C"]
+    lines = [
         f"{d['n_users']} users, {d['n_pins']} pins "
         f"(train {d['n_train']} / val {d['n_val']} / test {d['n_test']}); "
-        f"C text {results['chosen_C']['text']:g}, image {results['chosen_C']['image']:g}\n"
-        + "time: "
-        + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in t.items())
+        + "C "
+        + ", ".join(f"{view} {C[view]:g}" for view in C)
+    ]
+    c = results["calibration"]
+    lines.append(
+        f"calibration ({FINAL}): expected calibration error {c['ece_before']:.3f} before, "
+        f"{c['ece_after']:.3f} after temperature {c['temperature']:.2f} "
+        f"(cf_ref: {c['ece_cf_ref']:.3f})"
     )
+    u = results["unknown_users"]
+    if "threshold" in u:
+        at = u["test_at_threshold"]
+        lines.append(
+            f"unknown users: below {u['threshold']:.2f} (chosen on validation) "
+            f"{100 * at['unknown_rejected']:.1f}% of unknown users' test pins rejected, "
+            f"{100 * at['known_accuracy']:.1f}% of known users' answered right "
+            f"({100 * u['test_without_rejection']['known_accuracy']:.1f}% without rejection)"
+        )
+    else:
+        lines.append(f"unknown users: {u['skipped']}")
+    lines.append("time: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in t.items()))
+    return "\n".join(lines)
 
 
 def format_table(results: dict) -> str:

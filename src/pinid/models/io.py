@@ -27,17 +27,20 @@ from pinid.errors import ModelFileError
 from pinid.features.efficientnet import get_spec
 from pinid.features.preprocess import FITS
 from pinid.models.identifier import PinIdentifier
-from pinid.models.modality import make_image_model, make_text_model
+from pinid.models.modality import make_char_model, make_image_model, make_text_model
+from pinid.models.reranked import N_CANDIDATE_FEATURES, RerankedIdentifier, Views
+from pinid.models.reranker import Reranker
 from pinid.models.similarity import SPACES
 from pinid.models.thumbnails import write_thumbnails
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MODEL_JSON = "model.json"
 ARRAYS = "arrays.npz"
 MAX_JSON_BYTES = 512 * 1024 * 1024
 ARRAY_NAMES = (
     "text_idf", "text_coef", "text_intercept", "image_coef", "image_intercept",
     "train_text_data", "train_text_indices", "train_text_indptr", "train_image", "train_y",
+    "char_idf", "char_coef", "char_intercept", "rerank_mean", "rerank_scale", "rerank_coef",
 )  # fmt: skip
 
 
@@ -53,18 +56,26 @@ class TrainingPins:
 
 @dataclass
 class SavedModel:
-    model: PinIdentifier
+    model: RerankedIdentifier
     pins: TrainingPins
     extractor: dict
     meta: dict
 
 
-def _arrays(model: PinIdentifier) -> dict[str, np.ndarray]:
+def _arrays(reranked: RerankedIdentifier) -> dict[str, np.ndarray]:
+    model, char, reranker = reranked.views_.base, reranked.views_.char, reranked.reranker_
     tfidf = model.text_model_.named_steps["tfidf"]
     text_lr = model.text_model_.named_steps["logistic"]
     image_lr = model.image_model_.named_steps["logistic"]
+    char_lr = char.named_steps["logistic"]
     train_text = sp.csr_matrix(model.train_text_)
     return {
+        "char_idf": char.named_steps["tfidf"].idf_,
+        "char_coef": char_lr.coef_,
+        "char_intercept": char_lr.intercept_,
+        "rerank_mean": reranker.mean_,
+        "rerank_scale": reranker.scale_,
+        "rerank_coef": reranker.coef_,
         "text_idf": tfidf.idf_,
         "text_coef": text_lr.coef_,
         "text_intercept": text_lr.intercept_,
@@ -79,15 +90,17 @@ def _arrays(model: PinIdentifier) -> dict[str, np.ndarray]:
 
 
 def save_model(
-    folder: str | Path, model: PinIdentifier, pins: TrainingPins, extractor: dict, **meta
+    folder: str | Path, reranked: RerankedIdentifier, pins: TrainingPins, extractor: dict, **meta
 ) -> Path:
     """Write the model folder (with evidence thumbnails) under a temporary name and rename it
     into place."""
     folder = Path(folder)
     buffer = io.BytesIO()
-    np.savez(buffer, **_arrays(model))
+    np.savez(buffer, **_arrays(reranked))
     arrays = buffer.getvalue()
+    model = reranked.views_.base
     tfidf = model.text_model_.named_steps["tfidf"]
+    char_tfidf = reranked.views_.char.named_steps["tfidf"]
     document = {
         "schema_version": SCHEMA_VERSION,
         "pinid_version": __version__,
@@ -96,9 +109,11 @@ def save_model(
             "scipy": scipy.__version__,
             "scikit-learn": sklearn.__version__,
         },
-        "params": model.get_params(),
+        "params": reranked.get_params(),
         "classes": [str(c) for c in model.classes_],
         "vocabulary": {w: int(i) for w, i in sorted(tfidf.vocabulary_.items())},
+        "char_vocabulary": {g: int(i) for g, i in sorted(char_tfidf.vocabulary_.items())},
+        "temperature": reranked.temperature_,
         "n_image_features": int(model.train_image_.shape[1]),
         "extractor": extractor,
         "training_pins": {
@@ -117,6 +132,21 @@ def save_model(
             json.dumps(document, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     return folder
+
+
+def rejection_threshold(saved: SavedModel, folder: Path, value: float | str | None) -> float | None:
+    """``value`` as a threshold; ``"auto"`` is the one chosen by the experiment that wrote
+    the model (``pinid train`` chooses none)."""
+    if value == "auto":
+        value = saved.meta.get("suggested_reject_below")
+        if not isinstance(value, float):
+            raise ModelFileError(
+                f"{folder}: no rejection threshold was chosen for this model (pinid experiment "
+                f"chooses one); give --reject-below a number"
+            )
+    if value is not None and not 0.0 <= float(value) <= 1.0:
+        raise ModelFileError(f"the rejection threshold must be between 0 and 1, not {value}")
+    return None if value is None else float(value)
 
 
 def _fail(folder: Path, problem: str) -> ModelFileError:
@@ -155,10 +185,11 @@ def load_model(folder: str | Path) -> SavedModel:
             users=[str(v) for v in doc["training_pins"]["user"]],
         )
         _check_consistent(model, pins, doc)
+        reranked = _rebuild_reranked(doc, arrays, model, pins)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError,
             zipfile.BadZipFile) as exc:  # fmt: skip
         raise _fail(folder, f"inconsistent model files ({type(exc).__name__}: {exc})") from None
-    return SavedModel(model, pins, doc["extractor"], doc.get("meta", {}))
+    return SavedModel(reranked, pins, doc["extractor"], doc.get("meta", {}))
 
 
 _HEADER_READERS = {
@@ -227,6 +258,50 @@ def _logistic(C: float, classes: np.ndarray, coef: np.ndarray, intercept: np.nda
     lr.n_features_in_ = coef.shape[1]
     lr.n_iter_ = np.zeros(1, dtype=np.int32)
     return lr
+
+
+def _rebuild_reranked(
+    doc: dict, a: dict[str, np.ndarray], base: PinIdentifier, pins: TrainingPins
+) -> RerankedIdentifier:
+    """The char view, the re-ranker and the temperature around the paper's model ``base``."""
+    params = doc["params"]
+    classes = base.classes_
+    char = make_char_model(params["C_char"])
+    tfidf = char.named_steps["tfidf"]
+    tfidf.vocabulary_ = {str(g): int(i) for g, i in doc["char_vocabulary"].items()}
+    if sorted(tfidf.vocabulary_.values()) != list(range(len(tfidf.vocabulary_))):
+        raise ValueError("character vocabulary indices must be 0..n-1")
+    if a["char_idf"].shape != (len(tfidf.vocabulary_),):
+        raise ValueError("character idf has the wrong length")
+    tfidf.idf_ = a["char_idf"]
+    rows = 1 if len(classes) == 2 else len(classes)
+    if a["char_coef"].shape != (rows, len(tfidf.vocabulary_)) or a["char_intercept"].shape != (
+        rows,
+    ):
+        raise ValueError("character classifier weights have the wrong shape")
+    char.steps[-1] = (
+        "logistic",
+        _logistic(params["C_char"], classes, a["char_coef"], a["char_intercept"]),
+    )
+    reranker = Reranker(params["rerank_alpha"])
+    reranker.mean_, reranker.scale_, reranker.coef_ = (
+        a["rerank_mean"], a["rerank_scale"], a["rerank_coef"],
+    )  # fmt: skip
+    if {v.shape for v in (reranker.mean_, reranker.scale_, reranker.coef_)} != {
+        (N_CANDIDATE_FEATURES,)
+    }:
+        raise ValueError("re-ranker weights have the wrong shape")
+    if not (reranker.scale_ > 0).all():
+        raise ValueError("re-ranker scales must be positive")
+    temperature = float(doc["temperature"])
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError("invalid temperature")
+    model = RerankedIdentifier(**{k: params[k] for k in (
+        "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
+        "random_state")})  # fmt: skip
+    model.views_ = Views(base, char, pins.texts, model.top_k)
+    model.classes_, model.reranker_, model.temperature_ = classes, reranker, temperature
+    return model
 
 
 def _rebuild(doc: dict, a: dict[str, np.ndarray]) -> PinIdentifier:

@@ -15,17 +15,25 @@ from pinid.errors import ModelFileError
 from pinid.features.dataset import PinFeatures
 from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.extract import ImageFeatureExtractor
-from pinid.models.fusion import cascade
-from pinid.models.io import load_model
+from pinid.models.io import load_model, rejection_threshold
 
 
 class Predictor:
     """A loaded model plus the image extractor it was trained with."""
 
-    def __init__(self, model_dir: str | Path, *, progress: bool = False) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        progress: bool = False,
+        reject_below: float | str | None = None,
+    ) -> None:
+        """``reject_below``: answer "unknown" when the top probability is below it; ``"auto"``
+        takes the threshold the experiment chose on validation (stored with the model)."""
         self.model_dir = Path(model_dir)
         saved = load_model(self.model_dir)
         self.model, self.pins = saved.model, saved.pins
+        self.reject_below = rejection_threshold(saved, self.model_dir, reject_below)
         record = saved.extractor
         self.extractor = ImageFeatureExtractor(record["name"], fit=record["fit"], progress=progress)
         if self.extractor.extractor_id != record["id"]:
@@ -37,8 +45,9 @@ class Predictor:
     def identify(
         self, texts: Sequence[str | None], images: Sequence[Path | None], top: int = 10
     ) -> list[dict]:
-        """One answer per pin; a missing (``None``) or unusable modality is left out, and
-        ``used`` says so; an unreadable image's reason is given as ``image_error``."""
+        """One answer per pin: ``answer`` (a user, or "unknown" below the rejection threshold)
+        and the ranked candidates with evidence. A missing (``None``) or unusable modality is
+        left out, and ``used`` says so; an unreadable image's reason is in ``image_error``."""
         vectors = np.zeros((len(images), FEATURE_DIM), np.float32)
         has_image = np.zeros(len(images), bool)
         errors: dict[int, str] = {}
@@ -63,11 +72,14 @@ class Predictor:
         top: int = 10,
     ) -> list[dict]:
         """Rankings for pins whose image features are already computed (rows where
-        ``has_image`` is false are ignored). A text without any word of the model's dictionary
-        is unusable: it would only restate the users' prior and make every similarity zero."""
+        ``has_image`` is false are ignored). A text with neither a word nor a character n-gram
+        the model knows is unusable: it would only restate the users' prior."""
         n = len(texts)
         given = np.array([t is not None for t in texts], dtype=bool)
-        known = np.diff(self.model.text_vectors([t or "" for t in texts]).indptr) > 0
+        views, cleaned = self.model.views_, [t or "" for t in texts]
+        known = (np.diff(views.base.text_vectors(cleaned).indptr) > 0) | (
+            np.diff(views.char_vectors(cleaned).indptr) > 0
+        )
         has_text = given & known
         has_image = np.asarray(has_image, dtype=bool)
         answers: list[dict] = [{"ranking": [], "used": []} for _ in range(n)]
@@ -79,37 +91,43 @@ class Predictor:
                 has_text[usable],
                 has_image[usable],
             )
-            r_text, r_image = self.model.modality_proba(X)
-            refined = self.model.refine(cascade(r_text, r_image), X)
+            r_text, r_image = self.model.views_.base.modality_proba(X)
+            ranked = self.model.rerank(X)
             for j, row in enumerate(usable):
                 answers[row] = {
-                    "ranking": self._ranking(refined, j, r_text, r_image, X, top),
+                    "ranking": self._ranking(ranked, j, r_text, r_image, X, top),
                     "used": [
                         m for m, ok in (("text", has_text[row]), ("image", has_image[row])) if ok
                     ],
                 }
         for row in range(n):
+            answer = answers[row]
+            if answer["ranking"]:
+                top = answer["ranking"][0]
+                rejected = self.reject_below is not None and top["score"] < self.reject_below
+                answer["answer"] = "unknown" if rejected else top["user"]
+                answer["reject_below"] = self.reject_below
             if given[row] and not known[row]:
-                answers[row]["text_note"] = "no word the model knows; text not used"
-            answers[row]["model"] = str(self.model_dir)
+                answer["text_note"] = "nothing the model knows; text not used"
+            answer["model"] = str(self.model_dir)
         return answers
 
-    def _ranking(self, refined, j: int, r_text, r_image, X: PinFeatures, top: int) -> list[dict]:
+    def _ranking(self, ranked, j: int, r_text, r_image, X: PinFeatures, top: int) -> list[dict]:
         entries = []
-        for k in range(min(top, refined.users.shape[1])):
-            user = int(refined.users[j, k])
-            pin = int(refined.evidence[j, k])
+        for k in range(min(top, ranked.users.shape[1])):
+            user = int(ranked.users[j, k])
+            pin = int(ranked.evidence[j, k])
             entries.append(
                 {
                     "user": str(self.model.classes_[user]),
-                    "score": float(refined.scores[j, k]),
+                    "score": float(ranked.probability[j, k]),
                     "text_prob": float(r_text[j, user]) if X.has_text[j] else None,
                     "image_prob": float(r_image[j, user]) if X.has_image[j] else None,
                     "evidence": {
                         "pin_id": self.pins.pin_ids[pin],
                         "text": self.pins.texts[pin],
                         "image": self.pins.images[pin],
-                        "similarity": float(refined.similarity[j, k]),
+                        "similarity": float(ranked.similarity[j, k]),
                     },
                 }
             )

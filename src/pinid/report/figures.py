@@ -12,7 +12,8 @@ import numpy as np
 matplotlib.use("Agg")  # files only, no display; chosen before pyplot is imported
 import matplotlib.pyplot as plt
 
-FINAL_MODEL = "cf_ref"
+PAPER_MODEL = "cf_ref"
+FINAL_MODEL = "cf_rerank"
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,10 @@ def projections(results: dict, folder: Path) -> Figure:
 
 def per_user_f1(results: dict, folder: Path) -> Figure:
     per_user = results["per_user_f1"]
-    users = sorted(per_user[FINAL_MODEL])
+    users = sorted(per_user[PAPER_MODEL])
     fig, ax = plt.subplots(figsize=(max(8, len(users) * 0.16), 4.2))
     x = np.arange(len(users))
-    for model in ("text", "image", "late_0.3", "cf", FINAL_MODEL):
+    for model in ("text", "image", "late_0.3", "cf", PAPER_MODEL, FINAL_MODEL):
         ax.plot(x, [per_user[model][u] for u in users], marker=".", lw=0.8, label=model)
     ax.set_xticks(x, users, rotation=90, fontsize=6)
     ax.set_ylim(-0.02, 1.02)
@@ -96,22 +97,23 @@ def per_user_f1(results: dict, folder: Path) -> Figure:
         "Fig. 4: performance in F1 for each user",
         "F1 of every user under each model, users in alphabetical order. Lines that move "
         "together show that the same users are easy or hard whatever the model; the fused "
-        "models (cf, cf_ref) should sit on or above the single modalities.",
+        "models (cf, cf_ref) should sit on or above the single modalities; cf_rerank is "
+        "pinid's model beyond the paper.",
     )
 
 
 def f1_histogram(results: dict, folder: Path) -> Figure:
-    f1 = list(results["per_user_f1"][FINAL_MODEL].values())
+    f1 = list(results["per_user_f1"][PAPER_MODEL].values())
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(f1, bins=np.linspace(0, 1, 11), edgecolor="black")
-    ax.set_xlabel(f"F1 per user ({FINAL_MODEL})")
+    ax.set_xlabel(f"F1 per user ({PAPER_MODEL})")
     ax.set_ylabel("number of users")
-    ax.set_title(f"Fig. 5 - histogram of per-user F1 ({FINAL_MODEL})")
+    ax.set_title(f"Fig. 5 - histogram of per-user F1 ({PAPER_MODEL})")
     _save(fig, folder, "fig5_f1_histogram")
     low = sum(v < 0.5 for v in f1)
     return Figure(
         "fig5_f1_histogram",
-        f"Fig. 5: histogram of the per-user F1 of the final model ({FINAL_MODEL})",
+        f"Fig. 5: histogram of the per-user F1 of the paper's final model ({PAPER_MODEL})",
         f"How many users fall in each F1 band. {low} of {len(f1)} users are identified with "
         f"F1 below 0.5 (the paper: most of its 117 Pinterest users).",
     )
@@ -128,29 +130,61 @@ def reliability(results: dict, folder: Path) -> Figure:
     ax.scatter(conf, acc, s=sizes, color="tab:blue", label="bins (area ~ test pins)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence of the top user (share of the top-10 refined scores)")
+    ax.set_xlabel(f"calibrated probability of the top user ({FINAL_MODEL})")
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability of the final scores (ECE {rel['ece']:.3f})")
     ax.legend(fontsize=8, loc="upper left", markerscale=0.4)
     _save(fig, folder, "reliability")
     return Figure(
         "reliability",
-        "Reliability diagram of the final scores",
-        f"Test pins binned by how confident the final model is in its answer, against how often "
-        f"that answer is right. Points below the diagonal are over-confident, above it "
-        f"under-confident; expected calibration error {rel['ece']:.3f}.",
+        f"Reliability diagram of the final scores ({FINAL_MODEL})",
+        f"Test pins binned by how confident the final model is in its answer (after temperature "
+        f"scaling on the validation pins), against how often that answer is right. Points below "
+        f"the diagonal are over-confident, above it under-confident; expected calibration error "
+        f"{rel['ece']:.3f}.",
     )
 
 
-FIGURES: tuple[Callable[[dict, Path], Figure], ...] = (
+def unknown_users(results: dict, folder: Path) -> Figure | None:
+    unknown = results.get("unknown_users", {})
+    if "curve" not in unknown:
+        return None
+    curve = unknown["curve"]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    rejected = [p["unknown_rejected"] for p in curve]
+    accuracy = [p["known_accuracy"] for p in curve]
+    ax.plot(rejected, accuracy, "-", color="tab:blue", label="thresholds 0 to 1")
+    at = unknown["test_at_threshold"]
+    ax.scatter([at["unknown_rejected"]], [at["known_accuracy"]], color="tab:red", zorder=3,
+               label=f"chosen on validation: T = {unknown['threshold']:.2f}")  # fmt: skip
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("pins of unknown users answered 'unknown'")
+    ax.set_ylabel("pins of known users answered right")
+    ax.set_title("Unknown users: the trade-off")
+    ax.legend(fontsize=8, loc="lower left")
+    _save(fig, folder, "unknown_users")
+    return Figure(
+        "unknown_users",
+        "Unknown users: accuracy on known users against rejection of unknown ones",
+        f"Whole users held out of training; the answer is 'unknown' when the top calibrated "
+        f"probability is below T. Each point is one T from 0 to 1 on the test pins; the red "
+        f"point is the T chosen on validation ({unknown['threshold']:.2f}): "
+        f"{100 * at['known_accuracy']:.1f}% of known users' pins answered right, "
+        f"{100 * at['unknown_rejected']:.1f}% of unknown users' pins rejected.",
+    )
+
+
+FIGURES: tuple[Callable[[dict, Path], Figure | None], ...] = (
     words_per_pin,
     projections,
     per_user_f1,
     f1_histogram,
     reliability,
+    unknown_users,
 )
 
 
 def draw_all(results: dict, folder: Path) -> list[Figure]:
     folder.mkdir(parents=True, exist_ok=True)
-    return [draw(results, folder) for draw in FIGURES]
+    return [f for draw in FIGURES if (f := draw(results, folder)) is not None]

@@ -9,15 +9,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pinid._atomic import atomic_write_text
 from pinid.errors import PinidError
-from pinid.evaluation.experiment import TABLE_ROWS
-from pinid.report.figures import FINAL_MODEL, draw_all
+from pinid.evaluation.experiment import BEYOND_ROWS, TABLE_ROWS
+from pinid.report.figures import FINAL_MODEL, PAPER_MODEL, draw_all
 
 METRICS = (("accuracy", "Accuracy"), ("macro_f1", "Macro-F1"), ("recall_at_10", "Recall@10"))
 
 
-def _table2(results: dict) -> dict:
-    rows = [r for r in TABLE_ROWS if r in results["models"]]
-    rows += [r for r in results["models"] if r not in rows]
+def _table(results: dict, rows: list[str]) -> dict:
+    rows = [r for r in rows if r in results["models"]]
     best = {key: max(results["models"][r][key] for r in rows) for key, _ in METRICS}
     return {"rows": rows, "best": best}
 
@@ -42,8 +41,12 @@ def write_report(run_dir: str | Path) -> Path:
         r=results,
         a=results["analyses"],
         figures={f.name: f for f in figures},
-        table2=_table2(results),
+        table2=_table(
+            results, [*TABLE_ROWS, *(m for m in results["models"] if m.startswith("cf_ref_"))]
+        ),
+        ablation=_table(results, list(BEYOND_ROWS)),
         metrics=METRICS,
+        paper_final=PAPER_MODEL,
         final=FINAL_MODEL,
     )
     path = run_dir / "report.html"

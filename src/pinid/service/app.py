@@ -26,13 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pinid import __version__
 from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.images import UnreadableImage
+from pinid.features.text import MAX_TEXT_CHARS
 from pinid.models.predictor import Predictor
 from pinid.models.thumbnails import available_thumbnails, read_thumbnail
 from pinid.service.middleware import RequestLimits, SecurityHeaders
 from pinid.service.pool import InferencePool, PoolBusy
 from pinid.service.settings import MAX_BODY_BYTES, QUEUE
 
-MAX_TEXT_CHARS = 10_000
 STATUS_OF_IMAGE_FAULT = {"oversize": 413, "format": 415, "damaged": 422}
 
 
@@ -49,13 +49,15 @@ class Evidence(BaseModel):
 
 class RankedUser(BaseModel):
     user: str
-    score: float = Field(description="refined cascade score; ranks users, not a probability")
+    score: float = Field(description="calibrated probability that this user posted the pin")
     text_prob: float | None = Field(description="text classifier's probability (if text used)")
     image_prob: float | None = Field(description="image classifier's probability (if used)")
     evidence: Evidence
 
 
 class Identification(BaseModel):
+    answer: str = Field(description='the most probable user, or "unknown" below reject_below')
+    reject_below: float | None = Field(description="the server's rejection threshold, if any")
     ranking: list[RankedUser]
     used: list[str] = Field(description='the modalities used: "text", "image" or both')
     text_note: str | None = Field(None, description="why a given text was not used")
@@ -231,7 +233,7 @@ def create_app(
         except UnreadableImage as exc:
             raise HTTPException(STATUS_OF_IMAGE_FAULT[exc.kind], f"image: {exc}") from None
         if not answer["ranking"]:
-            raise HTTPException(422, "the text has no word the model knows, and no image was given")
+            raise HTTPException(422, "the text has nothing the model knows, and no image was given")
         for entry in answer["ranking"]:
             evidence = entry["evidence"]
             del evidence["image"]  # a path on the server; the thumbnail URL replaces it

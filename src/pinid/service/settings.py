@@ -20,6 +20,8 @@ class Settings:
     queue: int = QUEUE
     threads: int = 0
     """CNN threads per process; 0: every core."""
+    reject_below: float | str | None = None
+    """Answer "unknown" below this top probability ("auto": the model's chosen threshold)."""
 
     def load_app(self):
         """Load the model (once) and build the ASGI application around it."""
@@ -27,7 +29,7 @@ class Settings:
         from pinid.service.app import create_app
 
         return create_app(
-            Predictor(self.model),
+            Predictor(self.model, reject_below=self.reject_below),
             max_body_bytes=self.max_body_bytes,
             queue=self.queue,
             threads=self.threads or None,
@@ -39,6 +41,7 @@ class Settings:
             f"{_PREFIX}MAX_BODY_BYTES": str(self.max_body_bytes),
             f"{_PREFIX}QUEUE": str(self.queue),
             f"{_PREFIX}THREADS": str(self.threads),
+            f"{_PREFIX}REJECT_BELOW": "" if self.reject_below is None else str(self.reject_below),
         }
 
     @classmethod
@@ -48,7 +51,12 @@ class Settings:
             int(os.environ[f"{_PREFIX}MAX_BODY_BYTES"]),
             int(os.environ[f"{_PREFIX}QUEUE"]),
             int(os.environ[f"{_PREFIX}THREADS"]),
+            _threshold(os.environ[f"{_PREFIX}REJECT_BELOW"]),
         )
+
+
+def _threshold(value: str) -> float | str | None:
+    return None if value == "" else value if value == "auto" else float(value)
 
 
 def app_from_environment():

@@ -10,6 +10,7 @@ const hint = document.getElementById("drop-hint");
 const button = document.getElementById("identify");
 const errorBox = document.getElementById("error");
 const summary = document.getElementById("summary");
+const verdict = document.getElementById("verdict");
 const ranking = document.getElementById("ranking");
 
 function element(tag, className, text) {
@@ -59,7 +60,7 @@ function candidate(entry, rank, best) {
     title,
     bar,
     element("div", "numbers",
-      "score " + entry.score.toPrecision(3) + " · text " + percent(entry.text_prob) +
+      "probability " + percent(entry.score) + " · text " + percent(entry.text_prob) +
       " · image " + percent(entry.image_prob) +
       " · evidence similarity " + evidence.similarity.toFixed(2)),
     element("div", "evidence-text", evidence.text ? "“" + evidence.text + "”" : "(no text)"),
@@ -70,6 +71,12 @@ function candidate(entry, rank, best) {
 
 function show(answer) {
   const best = answer.ranking.length ? answer.ranking[0].score : 0;
+  verdict.className = answer.answer === "unknown" ? "unknown" : "";
+  verdict.textContent = answer.answer === "unknown"
+    ? "Unknown: no known user is probable enough (best " + percent(best) +
+      ", threshold " + percent(answer.reject_below) + "). The candidates were:"
+    : "Posted by " + answer.answer + " (probability " + percent(best) + ")";
+  verdict.hidden = false;
   ranking.replaceChildren(...answer.ranking.map((e, i) => candidate(e, i + 1, best)));
   summary.textContent = "Used " + answer.used.join(" + ") +
     (answer.text_note ? " (" + answer.text_note + ")" : "") +
@@ -97,6 +104,7 @@ form.addEventListener("submit", async (event) => {
   } catch (error) {
     ranking.replaceChildren();
     summary.hidden = true;
+    verdict.hidden = true;
     showError(error.message);
   } finally {
     button.disabled = false;
@@ -108,6 +116,7 @@ document.getElementById("clear").addEventListener("click", () => {
   showPreview();
   ranking.replaceChildren();
   summary.hidden = true;
+  verdict.hidden = true;
   errorBox.hidden = true;
 });
 

@@ -1,0 +1,205 @@
+"""Beyond the paper: the cascade of three views, a learned re-ranker of its top 10, and
+calibrated probabilities (``cf_rerank``).
+
+The paper's model (:class:`PinIdentifier`: words + image, cascade, refinement) is kept whole
+inside as ``views_.base``; a character n-gram text view joins the cascade; the re-ranker learns from
+out-of-fold candidates of the training pins (cross-fitting: every pin is scored by views fitted
+without it, as a test pin would be), so it never sees in-sample, over-confident scores; the
+temperature is fitted on the out-of-fold scores of the calibration pins (the validation split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from pinid.features.dataset import PinFeatures
+from pinid.models.candidates import SIMILARITY_STATS, UserSimilarity, candidate_features
+from pinid.models.fusion import cascade
+from pinid.models.identifier import PinIdentifier
+from pinid.models.modality import fit_model, make_char_model
+from pinid.models.ranking import top_k
+from pinid.models.refinement import TOP_K
+from pinid.models.reranker import Reranker, calibrated, fit_temperature
+from pinid.models.similarity import make_space
+
+N_FOLDS = 5
+VIEWS = ("text", "char", "image")
+N_CANDIDATE_FEATURES = 2 + 2 * len(VIEWS) + len(SIMILARITY_STATS) * len(VIEWS) + 3
+"""fused score and position; probability and rank per view; similarity statistics per space;
+pin count, has text, has image (see :func:`candidate_features`)."""
+
+
+@dataclass
+class Reranked:
+    """Per pin, ``k`` candidates best first."""
+
+    users: np.ndarray  # (n, k) class indices
+    probability: np.ndarray  # (n, k) calibrated P(author), summing to one over the candidates
+    logits: np.ndarray  # (n, k) re-ranker decision values
+    evidence: np.ndarray  # (n, k) that user's training pin most similar to the pin (the paper's
+    # refinement space, ``similarity``)
+    similarity: np.ndarray  # (n, k) its cosine similarity
+
+
+class Views:
+    """Word, character and image views fitted on some pins: probabilities and candidates."""
+
+    def __init__(
+        self, base: PinIdentifier, char: Pipeline, train_texts: Sequence[str], top: int
+    ) -> None:
+        self.base, self.char, self.top = base, char, top
+        n_classes = len(base.classes_)
+        self.log_counts = np.log(np.bincount(base.train_y_, minlength=n_classes))
+        train = self._queries(base.train_text_, self.char_vectors(train_texts), base.train_image_)
+        self.spaces = {s: UserSimilarity(train[s], base.train_y_, n_classes) for s in train}
+
+    @staticmethod
+    def _queries(texts, chars, images) -> dict[str, list]:
+        # make_space("text", ...) unit-normalises whichever sparse block it is given
+        return {
+            "text": make_space("text", texts, images),
+            "char": make_space("text", chars, images),
+            "image": make_space("image", texts, images),
+        }
+
+    def char_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return sp.csr_matrix(self.char.named_steps["tfidf"].transform(list(texts)))
+
+    def probabilities(self, X: PinFeatures) -> dict[str, np.ndarray]:
+        r_text, r_image = self.base.modality_proba(X)
+        r_char = np.ones_like(r_text)
+        if X.has_text.any():
+            r_char[X.has_text] = self.char.predict_proba(
+                [X.texts[i] for i in np.flatnonzero(X.has_text)]
+            )
+        return {"text": r_text, "char": r_char, "image": r_image}
+
+    def candidates(self, X: PinFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fused scores, candidates (n, k), features (n * k, d))."""
+        views = self.probabilities(X)
+        fused = cascade(*views.values())
+        candidates = top_k(fused, min(self.top, fused.shape[1]))
+        images = self.base.image_vectors(X.images) * X.has_image[:, None]
+        queries = self._queries(self.base.text_vectors(X.texts), self.char_vectors(X.texts), images)
+        similarity = {s: self.spaces[s].stats(queries[s], candidates) for s in self.spaces}
+        features = candidate_features(fused, candidates, views, similarity, self.log_counts,
+                                      X.has_text, X.has_image)  # fmt: skip
+        return fused, candidates, features
+
+
+class RerankedIdentifier(ClassifierMixin, BaseEstimator):
+    """cf_rerank: word, character and image views, cascade, learned re-ranking, calibration."""
+
+    def __init__(
+        self,
+        C_text: float = 1.0,
+        C_char: float = 1.0,
+        C_image: float = 1.0,
+        rerank_alpha: float = 1e-3,
+        similarity: str = "joint",
+        top_k: int = TOP_K,
+        n_folds: int = N_FOLDS,
+        random_state: int = 0,
+    ) -> None:
+        self.C_text = C_text
+        self.C_char = C_char
+        self.C_image = C_image
+        self.rerank_alpha = rerank_alpha
+        self.similarity = similarity
+        self.top_k = top_k
+        self.n_folds = n_folds
+        self.random_state = random_state
+
+    def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
+        base = PinIdentifier(C_text=self.C_text, C_image=self.C_image,
+                             similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
+        char = fit_model(make_char_model(self.C_char), list(X.texts), y)
+        return Views(base, char, X.texts, self.top_k)
+
+    def fit(self, X: PinFeatures, y: Sequence[str], calibrate: np.ndarray | None = None):
+        """Fit on all of (X, y); ``calibrate`` marks the pins whose out-of-fold scores fit the
+        temperature (default: all)."""
+        y = np.asarray(y)
+        self.views_ = self._fit_views(X, y)
+        self.classes_ = self.views_.base.classes_
+        features, truth, k = self._out_of_fold(X, y)
+        self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)
+        logits = self.reranker_.decision_function(features).reshape(len(truth), k)
+        mask = np.ones(len(y), bool) if calibrate is None else np.asarray(calibrate, bool)
+        mask = np.tile(mask, len(truth) // len(y))  # the same pins in every variant
+        self.temperature_ = fit_temperature(logits[mask], truth[mask])
+        return self
+
+    def _out_of_fold(self, X: PinFeatures, y: np.ndarray):
+        """Candidate features of every pin from views fitted on the other folds, three times:
+        as given, with its text only and with its image only, so that the re-ranker also
+        learns to rank a pin that arrives with one modality (as queries may).
+
+        Returns features ((3 n k, d), variant-major then pin-major), each row's author
+        position among its candidates (-1: not among them) and k.
+        """
+        n, k = len(y), min(self.top_k, len(self.classes_))
+        n_folds = int(np.clip(np.bincount(np.unique(y, return_inverse=True)[1]).min(), 2,
+                              self.n_folds))  # fmt: skip
+        folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
+        variants = [(X.has_text, X.has_image), (X.has_text, np.zeros(n, bool)),
+                    (np.zeros(n, bool), X.has_image)]  # fmt: skip
+        features = np.zeros((len(variants), n, k, N_CANDIDATE_FEATURES))
+        truth = np.full((len(variants), n), -1)
+        for inside, outside in folds.split(np.zeros(n), y):
+            views = self._fit_views(_rows(X, inside), y[inside])
+            fold_classes = np.searchsorted(self.classes_, views.base.classes_)
+            author = np.searchsorted(self.classes_, y[outside])
+            for v, (has_text, has_image) in enumerate(variants):
+                query = _rows(X, outside, has_text[outside], has_image[outside])
+                _, candidates, fold_features = views.candidates(query)
+                hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
+                truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+                features[v, outside] = fold_features.reshape(len(outside), k, -1)
+        usable = np.concatenate([(t | i) for t, i in variants])  # a variant with no modality
+        truth = np.where(usable, truth.ravel(), -1)  # (text-only of a textless pin) is skipped
+        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, k
+
+    def rerank(self, X: PinFeatures) -> Reranked:
+        fused, candidates, features = self.views_.candidates(X)
+        logits = self.reranker_.decision_function(features).reshape(candidates.shape)
+        order = np.argsort(-logits, axis=1, kind="stable")
+        users = np.take_along_axis(candidates, order, axis=1)
+        logits = np.take_along_axis(logits, order, axis=1)
+        # Evidence: the paper's refinement over exactly these candidates.
+        placed = np.zeros_like(fused)
+        np.put_along_axis(placed, users, np.exp(logits - logits.max(axis=1, keepdims=True)) + 1e-9,
+                          axis=1)  # fmt: skip
+        refined = self.views_.base.refine(placed, X)
+        where = (refined.users[:, None, :] == users[:, :, None]).argmax(axis=2)
+        return Reranked(
+            users=users,
+            probability=calibrated(logits, self.temperature_),
+            logits=logits,
+            evidence=np.take_along_axis(refined.evidence, where, axis=1),
+            similarity=np.take_along_axis(refined.similarity, where, axis=1),
+        )
+
+    def predict(self, X: PinFeatures) -> np.ndarray:
+        return self.classes_[self.rerank(X).users[:, 0]]
+
+
+def _rows(
+    X: PinFeatures,
+    rows: np.ndarray,
+    has_text: np.ndarray | None = None,
+    has_image: np.ndarray | None = None,
+) -> PinFeatures:
+    return PinFeatures(
+        [X.texts[i] for i in rows],
+        X.images[rows],
+        X.has_text[rows] if has_text is None else has_text,
+        X.has_image[rows] if has_image is None else has_image,
+    )

@@ -1,0 +1,97 @@
+"""Beyond the paper: re-ranker, temperature scaling, calibration error, unknown users."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from pinid.data import Dataset, Pin, make_split
+from pinid.evaluation.calibration import reliability
+from pinid.evaluation.unknown import THRESHOLDS, unknown_users
+from pinid.features.dataset import PinFeatures, PreparedData
+from pinid.features.efficientnet import FEATURE_DIM
+from pinid.models.reranked import RerankedIdentifier
+from pinid.models.reranker import Reranker, calibrated, fit_temperature
+
+
+def test_the_listwise_reranker_learns_which_feature_marks_the_author():
+    rng = np.random.default_rng(0)
+    n, k = 400, 10
+    features = rng.normal(size=(n, k, 3))
+    truth = rng.integers(0, k, n)
+    features[np.arange(n), truth, 1] += 3.0  # feature 1 is the tell; 0 and 2 are noise
+    reranker = Reranker(alpha=1e-3).fit(features.reshape(n * k, 3), truth)
+    assert np.argmax(np.abs(reranker.coef_)) == 1 and reranker.coef_[1] > 0
+    scores = reranker.decision_function(features.reshape(n * k, 3)).reshape(n, k)
+    oracle = features[:, :, 1].argmax(axis=1)  # the best any ranker can do here
+    assert (scores.argmax(axis=1) == oracle).mean() > 0.97
+
+
+def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=4.0, size=(5000, 10))
+    truth = np.array([rng.choice(10, p=p) for p in softmax(logits / 2.5, axis=1)])
+    assert fit_temperature(logits, truth) == pytest.approx(2.5, rel=0.1)
+    assert fit_temperature(logits, np.full(5000, -1)) == 1.0  # no author among candidates
+
+
+def test_calibration_error_is_small_for_calibrated_scores_and_large_otherwise():
+    rng = np.random.default_rng(2)
+    confidence = rng.uniform(0.1, 1.0, 20000)
+    honest = rng.uniform(size=confidence.size) < confidence
+    assert reliability(confidence, honest)["ece"] < 0.02
+    assert reliability(confidence, honest & (rng.uniform(size=confidence.size) < 0.5))["ece"] > 0.2
+    probabilities = calibrated(rng.normal(size=(5, 10)), 1.7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+
+
+def _generated(n_users: int = 12, per_user: int = 10) -> PreparedData:
+    """Users with their own words and image centres, and some shared words and overlap."""
+    rng = np.random.default_rng(3)
+    pins, images = [], []
+    common = ["photo", "nice", "colour", "design", "art", "free"]
+    centres = rng.normal(size=(n_users, FEATURE_DIM))
+    for u in range(n_users):
+        own = [f"topic{u}word{j}" for j in range(4)]
+        for i in range(per_user):
+            words = list(rng.choice(own, 2)) + list(rng.choice(common, 2))
+            image = Path(f"/nonexistent/u{u}-{i}.png")  # features are given; never read
+            pins.append(Pin(f"u{u}-{i}", f"user{u}", " ".join(words), image))
+            images.append(centres[u] + rng.normal(scale=2.0, size=FEATURE_DIM))
+    dataset = Dataset(tuple(pins), None, None)
+    features = PinFeatures([p.text for p in pins], np.abs(np.array(images, np.float32)))
+    return PreparedData(dataset, features)
+
+
+def test_reranked_identifier_ranks_candidates_with_probabilities_summing_to_one():
+    data = _generated()
+    X, y = data.features, [p.user for p in data.dataset.pins]
+    model = RerankedIdentifier(C_text=10.0, C_char=10.0, C_image=1.0).fit(X, y)
+    ranked = model.rerank(X)
+    assert ranked.users.shape == (len(y), 10)
+    assert all(len(set(row)) == 10 for row in ranked.users)  # ten distinct candidates
+    np.testing.assert_allclose(ranked.probability.sum(axis=1), 1.0)
+    assert (np.diff(ranked.probability, axis=1) <= 1e-12).all()  # best first
+    assert (model.predict(X) == np.asarray(y)).mean() > 0.9
+    text_only = PinFeatures(X.texts, X.images, X.has_text, np.zeros(len(y), bool))
+    assert (model.predict(text_only) == np.asarray(y)).mean() > 0.8  # trained for one modality
+
+
+def test_unknown_users_curve_and_threshold_chosen_on_validation():
+    data = _generated(n_users=15)
+    split = make_split(data.dataset, seed=0)
+    result = unknown_users(data, split, {"text": 10.0, "char": 10.0, "image": 1.0}, "joint", 0)
+    held = result["held_out_users"]
+    assert len(held["validation"]) + len(held["test"]) == 3 and not set(held["validation"]) & set(
+        held["test"]
+    )
+    assert result["threshold"] in THRESHOLDS
+    curve = result["curve"]
+    assert len(curve) == len(THRESHOLDS)
+    rejected = [p["unknown_rejected"] for p in curve]
+    accepted = [p["known_accepted"] for p in curve]
+    assert rejected == sorted(rejected) and accepted == sorted(accepted, reverse=True)
+    assert curve[0]["unknown_rejected"] == 0.0 and curve[0]["known_accepted"] == 1.0
