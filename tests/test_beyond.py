@@ -48,12 +48,12 @@ def test_calibration_error_is_small_for_calibrated_scores_and_large_otherwise():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
 
 
-def _generated(n_users: int = 12, per_user: int = 10) -> PreparedData:
+def _generated(n_users: int = 12, per_user: int = 10, seed: int = 3) -> PreparedData:
     """Users with their own words and image centres, and some shared words and overlap."""
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     pins, images = [], []
     common = ["photo", "nice", "colour", "design", "art", "free"]
-    centres = rng.normal(size=(n_users, FEATURE_DIM))
+    centres = np.random.default_rng(3).normal(size=(n_users, FEATURE_DIM))  # same users
     for u in range(n_users):
         own = [f"topic{u}word{j}" for j in range(4)]
         for i in range(per_user):
@@ -76,8 +76,16 @@ def test_reranked_identifier_ranks_candidates_with_probabilities_summing_to_one(
     np.testing.assert_allclose(ranked.probability.sum(axis=1), 1.0)
     assert (np.diff(ranked.probability, axis=1) <= 1e-12).all()  # best first
     assert (model.predict(X) == np.asarray(y)).mean() > 0.9
-    text_only = PinFeatures(X.texts, X.images, X.has_text, np.zeros(len(y), bool))
-    assert (model.predict(text_only) == np.asarray(y)).mean() > 0.8  # trained for one modality
+    # trained for one modality too: held-out pins given as text only, then as image only
+    held = _generated(seed=4)
+    Xh, yh = held.features, np.array([p.user for p in held.dataset.pins])
+    none = np.zeros(len(yh), bool)
+    text_only = PinFeatures(Xh.texts, Xh.images, Xh.has_text, none)
+    image_only = PinFeatures(["" for _ in Xh.texts], Xh.images, none, Xh.has_image)
+    with_text = PinFeatures(Xh.texts, Xh.images, none, Xh.has_image)  # text given but not used
+    assert (model.predict(text_only) == yh).mean() > 0.8
+    assert (model.predict(image_only) == yh).mean() > 0.3  # chance: 1/12
+    np.testing.assert_array_equal(model.predict(with_text), model.predict(image_only))
 
 
 def test_unknown_users_curve_and_threshold_chosen_on_validation():
@@ -95,3 +103,15 @@ def test_unknown_users_curve_and_threshold_chosen_on_validation():
     accepted = [p["known_accepted"] for p in curve]
     assert rejected == sorted(rejected) and accepted == sorted(accepted, reverse=True)
     assert curve[0]["unknown_rejected"] == 0.0 and curve[0]["known_accepted"] == 1.0
+    balanced = [
+        (p["known_accuracy"] + p["unknown_rejected"]) / 2 for p in result["validation_curve"]
+    ]
+    assert result["threshold"] == THRESHOLDS[int(np.argmax(balanced))]  # chosen on validation
+    assert result["validation_balanced_accuracy"] == max(balanced)
+
+
+def test_unknown_users_are_skipped_in_one_line_when_too_few_pins_remain():
+    data = _generated(n_users=12, per_user=3)  # one training pin per user: no cross-fitting
+    result = unknown_users(data, make_split(data.dataset, seed=0),
+                           {"text": 10.0, "char": 10.0, "image": 1.0}, "joint", 0)  # fmt: skip
+    assert "two or more training pins" in result["skipped"]

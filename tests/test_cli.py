@@ -11,6 +11,7 @@ import pytest
 from pinid.cli import main
 from pinid.data import Split, load_dataset, load_split, make_split, save_split
 from pinid.evaluation.experiment import TABLE_ROWS
+from tests.helpers import uncertain_text
 
 MODEL_ROWS = (*TABLE_ROWS, "cf_ref_text", "cf_ref_image", "text_char", "cf_char", "cf_rerank")
 
@@ -239,9 +240,14 @@ def test_a_failed_experiment_leaves_no_split_behind(tmp_path, capsys):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_predict_answers_unknown_below_the_rejection_threshold(run_dir, capsys):
+def test_predict_answers_unknown_below_the_rejection_threshold(run_dir, sample_corpus, capsys):
     model = str(run_dir / "model")
-    args = ["--model", model, "--text", "red"]  # the one sample word the model is unsure of
+    pins = [json.loads(line) for line in sample_corpus.read_text().splitlines()]
+
+    def top_score(text: str) -> float:
+        return _predict_json(capsys, "--model", model, "--text", text)["ranking"][0]["score"]
+
+    args = ["--model", model, "--text", uncertain_text(pins, top_score)]
     known = _predict_json(capsys, *args, "--reject-below", "0")
     assert known["answer"] == known["ranking"][0]["user"] and known["reject_below"] == 0.0
     above = str((known["ranking"][0]["score"] + 1) / 2)

@@ -49,8 +49,7 @@ def _limit_memory() -> None:
 
 def run_pinid(*args: str, forbidden: Path) -> subprocess.CompletedProcess:
     """``pinid ARGS`` under the guard, the time bound and the memory bound."""
-    started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.run(  # past the time bound, TimeoutExpired fails the test
         [sys.executable, str(GUARD), str(forbidden), *args],
         capture_output=True,
         text=True,
@@ -59,7 +58,6 @@ def run_pinid(*args: str, forbidden: Path) -> subprocess.CompletedProcess:
     )
     assert "GUARD" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert time.monotonic() - started < TIME_BOUND_S
     return proc
 
 

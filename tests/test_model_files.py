@@ -168,3 +168,36 @@ def test_saving_never_replaces_a_folder_pinid_did_not_write(fitted, tmp_path):
     assert (victim / "notes.txt").read_text() == "precious"
     save_model(folder, model, pins, load_model(folder).extractor)  # an earlier model: replaced
     assert load_model(folder).pins.pin_ids == pins.pin_ids
+
+
+@pytest.mark.parametrize("name", ["rerank_coef", "char_coef", "train_image", "rerank_mean"])
+def test_non_finite_weights_are_refused_even_with_a_matching_hash(fitted, tmp_path, name):
+    folder = _copy(fitted[2], tmp_path)
+    arrays = _arrays(folder)
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] = np.nan if name != "rerank_mean" else np.inf
+    _rewrite_arrays(folder, arrays)
+    with pytest.raises(ModelFileError, match=f"{name}: holds NaN or infinite values"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize(("key", "value"), [("temperature", 1e-320), ("meta", []),
+                                            ("params.top_k", True)])  # fmt: skip
+def test_implausible_settings_in_model_json_are_refused(fitted, tmp_path, key, value):
+    folder = _copy(fitted[2], tmp_path)
+    doc = json.loads((folder / "model.json").read_text())
+    target, field = (doc["params"], "top_k") if key == "params.top_k" else (doc, key)
+    target[field] = value
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="inconsistent model files"):
+        load_model(folder)
+
+
+def test_auto_threshold_is_the_one_stored_by_the_experiment(fitted, tmp_path):
+    from pinid.models.io import rejection_threshold
+
+    saved = load_model(fitted[2])
+    saved.meta = {"suggested_reject_below": 0.73}
+    assert rejection_threshold(saved, fitted[2], "auto") == 0.73
+    assert rejection_threshold(saved, fitted[2], 0.2) == 0.2
+    assert rejection_threshold(saved, fitted[2], None) is None

@@ -29,6 +29,7 @@ from pinid.models.predictor import Predictor
 from pinid.service.app import MAX_TEXT_CHARS, create_app
 from pinid.service.middleware import RequestLimits
 from tests.browser import chromium
+from tests.helpers import uncertain_text
 
 SMALL_CAP = 256 * 1024
 
@@ -98,12 +99,13 @@ def test_the_api_ranks_exactly_as_pinid_predict(client, pins, model_dir, capsys)
         assert got["evidence"]["pin_id"] == want["evidence"]["pin_id"]
 
 
-def test_the_answer_is_unknown_below_the_servers_threshold(model_dir, client):
-    answer = _identify(client, "red").json()  # the one sample word the model is unsure of
+def test_the_answer_is_unknown_below_the_servers_threshold(model_dir, client, pins):
+    text = uncertain_text(pins, lambda t: _identify(client, t).json()["ranking"][0]["score"])
+    answer = _identify(client, text).json()
     assert answer["answer"] == answer["ranking"][0]["user"] and answer["reject_below"] is None
     above = (answer["ranking"][0]["score"] + 1) / 2
     with TestClient(create_app(Predictor(model_dir, reject_below=above))) as strict:
-        rejected = _identify(strict, "red").json()
+        rejected = _identify(strict, text).json()
     assert rejected["answer"] == "unknown" and rejected["reject_below"] == above
     assert [e["user"] for e in rejected["ranking"]] == [e["user"] for e in answer["ranking"]]
 

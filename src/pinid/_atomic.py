@@ -63,9 +63,9 @@ def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     if path.exists() and not (path.is_dir() and _replaceable(path, marker)):
         raise PinidError(f"{path}: exists and is not a folder pinid wrote; choose another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    _remove_orphans(path)
+    prefix = f".{path.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
     try:
         tmp.chmod(0o777 & ~_UMASK)
         yield tmp
@@ -84,6 +84,25 @@ def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove temporary folders of ``path`` left by killed runs (their pid is gone); a writer
+    still running keeps its own."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 _AT_FDCWD = -100

@@ -46,17 +46,25 @@ BEYOND_ROWS = ("cf", "text_char", "cf_char", "cf_ref", "cf_rerank")
 FINAL = "cf_rerank"
 
 
-def tune_C(data: PreparedData, split: Split) -> tuple[dict[str, float], dict[str, dict]]:
-    """C per modality by validation accuracy, each modality on its own."""
+VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_image_model}
+
+
+def tune_C(
+    data: PreparedData, split: Split, views: tuple[str, ...] = tuple(VIEW_MODELS)
+) -> tuple[dict[str, float], dict[str, dict]]:
+    """C per view by validation accuracy, each view on its own."""
     train_X, train_y = data.part(split.ids("train"))
     val_X, val_y = data.part(split.ids("val"))
     chosen, scores = {}, {}
-    for view, make, X_train, X_val in (
-        ("text", make_text_model, list(train_X.texts), list(val_X.texts)),
-        ("char", make_char_model, list(train_X.texts), list(val_X.texts)),
-        ("image", make_image_model, train_X.images, val_X.images),
-    ):
-        chosen[view], scores[view] = select_C(make(), X_train, train_y, X_val, val_y, C_GRID)
+    for view in views:
+        X_train, X_val = (
+            (train_X.images, val_X.images)
+            if view == "image"
+            else (list(train_X.texts), list(val_X.texts))
+        )
+        chosen[view], scores[view] = select_C(
+            VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID
+        )
     return chosen, scores
 
 

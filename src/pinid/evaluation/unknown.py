@@ -68,6 +68,10 @@ def unknown_users(
         "validation_balanced_accuracy": float(balanced[best]),
         "test_at_threshold": at,
         "test_without_rejection": {name: float(v[0]) for name, v in test.items()},
+        "validation_curve": [
+            {"threshold": float(t), **{name: float(v[i]) for name, v in val.items()}}
+            for i, t in enumerate(THRESHOLDS)
+        ],
         "curve": [
             {"threshold": float(t), **{name: float(v[i]) for name, v in test.items()}}
             for i, t in enumerate(THRESHOLDS)

@@ -91,7 +91,7 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         against training pins that happen to lack the other modality.
         """
         space = space or self.similarity
-        texts = self.text_vectors(X.texts)
+        texts = sp.diags(X.has_text.astype(np.float32)) @ self.text_vectors(X.texts)
         images = self.image_vectors(X.images) * X.has_image[:, None]
         per_pin = np.full(len(X), space, dtype=object)
         if space == "joint":

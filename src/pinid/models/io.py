@@ -220,6 +220,8 @@ def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
                     raise ValueError(f"{name}: header claims more data than the file holds")
             with archive.open(info) as fh:
                 arrays[name] = np.lib.format.read_array(fh, allow_pickle=False)
+            if arrays[name].dtype.kind == "f" and not np.isfinite(arrays[name]).all():
+                raise ValueError(f"{name}: holds NaN or infinite values")
     return arrays
 
 
@@ -244,7 +246,12 @@ def _check_consistent(model: PinIdentifier, pins: TrainingPins, doc: dict) -> No
             raise ValueError("classifier weights have the wrong shape")
     if model.text_model_.named_steps["tfidf"].idf_.shape != (len(vocabulary),):
         raise ValueError("idf has the wrong length")
-    if model.similarity not in SPACES or not (isinstance(model.top_k, int) and model.top_k > 0):
+    top_k = model.top_k
+    if (
+        model.similarity not in SPACES
+        or isinstance(top_k, bool)
+        or not (isinstance(top_k, int) and top_k > 0)
+    ):
         raise ValueError("invalid similarity or top_k")
     extractor = doc["extractor"]
     get_spec(extractor["name"])
@@ -294,8 +301,10 @@ def _rebuild_reranked(
     if not (reranker.scale_ > 0).all():
         raise ValueError("re-ranker scales must be positive")
     temperature = float(doc["temperature"])
-    if not (np.isfinite(temperature) and temperature > 0):
+    if not np.exp(-4.0) <= temperature <= np.exp(4.0):  # the range fit_temperature searches
         raise ValueError("invalid temperature")
+    if not isinstance(doc.get("meta", {}), dict):
+        raise ValueError("meta must be an object")
     model = RerankedIdentifier(**{k: params[k] for k in (
         "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
         "random_state")})  # fmt: skip

@@ -102,11 +102,11 @@ class Predictor:
                 }
         for row in range(n):
             answer = answers[row]
+            answer["answer"], answer["reject_below"] = None, self.reject_below  # nothing usable
             if answer["ranking"]:
-                top = answer["ranking"][0]
-                rejected = self.reject_below is not None and top["score"] < self.reject_below
-                answer["answer"] = "unknown" if rejected else top["user"]
-                answer["reject_below"] = self.reject_below
+                best = answer["ranking"][0]
+                rejected = self.reject_below is not None and best["score"] < self.reject_below
+                answer["answer"] = "unknown" if rejected else best["user"]
             if given[row] and not known[row]:
                 answer["text_note"] = "nothing the model knows; text not used"
             answer["model"] = str(self.model_dir)

@@ -2,10 +2,11 @@
 calibrated probabilities (``cf_rerank``).
 
 The paper's model (:class:`PinIdentifier`: words + image, cascade, refinement) is kept whole
-inside as ``views_.base``; a character n-gram text view joins the cascade; the re-ranker learns from
-out-of-fold candidates of the training pins (cross-fitting: every pin is scored by views fitted
-without it, as a test pin would be), so it never sees in-sample, over-confident scores; the
-temperature is fitted on the out-of-fold scores of the calibration pins (the validation split).
+inside as ``views_.base``; a character n-gram text view joins the cascade; the re-ranker learns
+from out-of-fold candidates of the training pins (cross-fitting: every pin is scored by views fitted
+without it, as a test pin would be), so it never sees in-sample, over-confident view scores;
+the temperature is fitted on the re-ranker's scores of those candidates for the calibration
+pins (the validation split; the re-ranker's own ~20 weights were fitted on them too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+from pinid.errors import DataError
 from pinid.features.dataset import PinFeatures
 from pinid.models.candidates import SIMILARITY_STATS, UserSimilarity, candidate_features
 from pinid.models.fusion import cascade
@@ -87,7 +89,9 @@ class Views:
         fused = cascade(*views.values())
         candidates = top_k(fused, min(self.top, fused.shape[1]))
         images = self.base.image_vectors(X.images) * X.has_image[:, None]
-        queries = self._queries(self.base.text_vectors(X.texts), self.char_vectors(X.texts), images)
+        given = sp.diags(X.has_text.astype(np.float32))  # a pin without text has no text vector
+        texts = given @ self.base.text_vectors(X.texts)
+        queries = self._queries(texts, given @ self.char_vectors(X.texts), images)
         similarity = {s: self.spaces[s].stats(queries[s], candidates) for s in self.spaces}
         features = candidate_features(fused, candidates, views, similarity, self.log_counts,
                                       X.has_text, X.has_image)  # fmt: skip
@@ -132,9 +136,9 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         features, truth, k = self._out_of_fold(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)
         logits = self.reranker_.decision_function(features).reshape(len(truth), k)
+        # The temperature is fitted on the pins as given (the first variant), as they are used.
         mask = np.ones(len(y), bool) if calibrate is None else np.asarray(calibrate, bool)
-        mask = np.tile(mask, len(truth) // len(y))  # the same pins in every variant
-        self.temperature_ = fit_temperature(logits[mask], truth[mask])
+        self.temperature_ = fit_temperature(logits[: len(y)][mask], truth[: len(y)][mask])
         return self
 
     def _out_of_fold(self, X: PinFeatures, y: np.ndarray):
@@ -146,8 +150,12 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         position among its candidates (-1: not among them) and k.
         """
         n, k = len(y), min(self.top_k, len(self.classes_))
-        n_folds = int(np.clip(np.bincount(np.unique(y, return_inverse=True)[1]).min(), 2,
-                              self.n_folds))  # fmt: skip
+        smallest = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
+        if smallest < 2:
+            raise DataError(
+                "cross-fitting the re-ranker needs two or more training pins of every user"
+            )
+        n_folds = min(smallest, self.n_folds)
         folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
         variants = [(X.has_text, X.has_image), (X.has_text, np.zeros(n, bool)),
                     (np.zeros(n, bool), X.has_image)]  # fmt: skip

@@ -12,8 +12,9 @@ import numpy as np
 matplotlib.use("Agg")  # files only, no display; chosen before pyplot is imported
 import matplotlib.pyplot as plt
 
+from pinid.evaluation.experiment import FINAL as FINAL_MODEL
+
 PAPER_MODEL = "cf_ref"
-FINAL_MODEL = "cf_rerank"
 
 
 @dataclass(frozen=True)
