@@ -1,0 +1,233 @@
+"""pinid at the paper's scale, side by side with what a user would write from the paper.
+
+Generates a corpus of the paper's shape (benchmarks/synthetic.py: 117 users x 600 pins, Zipfian
+words with per-user topics, clustered 1280-d image features) and runs, each in its own child
+process (so each peak RSS is its own), on the same pins and split:
+
+- reference: scikit-learn as the paper describes it: TfidfVectorizer + LogisticRegression
+  (lbfgs) per modality, C in {0.1, 1, 10, 100} by validation accuracy, refit on train +
+  validation, predict_proba, cascade, then the top-10 refinement in NumPy (chunked products);
+- pinid cf_ref: pinid's pipeline for the paper's model (tune_C, PinIdentifier, rank);
+- pinid cf_rerank: pinid's best model (tune_C with the character view, RerankedIdentifier).
+
+train_s covers C tuning and the final fit; identify_pins_per_s the test pins from features
+(text and image vectors given) to the final ranking; accuracy is on the test pins.
+
+    python benchmarks/paper_scale.py --scale 1.0 --users 117 --json paper_scale.json
+    python benchmarks/paper_scale.py --sweep          # also rewrites benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import generate
+
+C_GRID = (0.1, 1.0, 10.0, 100.0)
+TOP_K = 10
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reference(corpus) -> dict:
+    """The paper with scikit-learn, written plainly."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import normalize
+
+    from pinid.features.text import tokenize
+
+    parts, y = corpus.parts, corpus.users
+    train, val, test = (parts == "train"), (parts == "val"), (parts == "test")
+    fit_rows = train | val
+    texts = np.array(corpus.texts, dtype=object)
+    started = time.perf_counter()
+    models = {}
+    for modality in ("text", "image"):
+
+        def features(rows, fitted=None, modality=modality):
+            if modality == "image":
+                return normalize(corpus.images[rows]), None
+            vectorizer = fitted or TfidfVectorizer(
+                tokenizer=tokenize, lowercase=False, token_pattern=None, min_df=2
+            ).fit(texts[rows])
+            return vectorizer.transform(texts[rows]), vectorizer
+
+        X_train, vectorizer = features(train)
+        X_val, _ = features(val, vectorizer)
+        best = max(
+            C_GRID,
+            key=lambda C: (
+                LogisticRegression(C=C, max_iter=1000).fit(X_train, y[train]).score(X_val, y[val])
+            ),
+        )
+        X_fit, vectorizer = features(fit_rows)
+        models[modality] = (LogisticRegression(C=best, max_iter=1000).fit(X_fit, y[fit_rows]),
+                            vectorizer, X_fit)  # fmt: skip
+    train_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    (text_lr, vectorizer, train_text), (image_lr, _, train_image) = models["text"], models["image"]
+    test_text = vectorizer.transform(texts[test])
+    test_image = normalize(corpus.images[test])
+    scores = text_lr.predict_proba(test_text) * image_lr.predict_proba(test_image)
+    joint_train = _joint(train_text, train_image)
+    joint_test = _joint(test_text, test_image)
+    train_y = np.searchsorted(text_lr.classes_, y[fit_rows])
+    answers = np.empty(test.sum(), dtype=np.int64)
+    for start in range(0, len(answers), 1000):  # chunks: a dense test x train matrix is GBs
+        rows = slice(start, start + 1000)
+        sims = np.asarray((joint_test[rows] @ joint_train.T).todense())
+        top = np.argsort(-scores[rows], axis=1)[:, :TOP_K]
+        best_sim = np.stack(
+            [np.where(train_y[None, :] == top[:, j : j + 1], sims, -1).max(axis=1)
+             for j in range(TOP_K)], axis=1)  # fmt: skip
+        refined = np.take_along_axis(scores[rows], top, axis=1) * best_sim
+        answers[rows] = top[np.arange(len(top)), refined.argmax(axis=1)]
+    identify_s = time.perf_counter() - started
+    accuracy = float((text_lr.classes_[answers] == y[test]).mean())
+    return _row(train_s, test.sum() / identify_s, accuracy)
+
+
+def _joint(text, image):
+    import scipy.sparse as sp
+    from sklearn.preprocessing import normalize
+
+    return normalize(sp.hstack([normalize(text), sp.csr_matrix(image)]).tocsr())
+
+
+def pinid_cf_ref(corpus) -> dict:
+    from pinid.evaluation.experiment import tune_C
+    from pinid.models.identifier import PinIdentifier
+
+    data, split = corpus.as_pinid()
+    started = time.perf_counter()
+    chosen, _ = tune_C(data, split, views=("text", "image"))
+    X, y = data.part(split.ids("train") | split.ids("val"))
+    model = PinIdentifier(C_text=chosen["text"], C_image=chosen["image"]).fit(X, y)
+    return _test(model, data, split, time.perf_counter() - started)
+
+
+def pinid_cf_rerank(corpus) -> dict:
+    from pinid.evaluation.experiment import tune_C
+    from pinid.models.training import fit_identifier
+
+    data, split = corpus.as_pinid()
+    started = time.perf_counter()
+    chosen, _ = tune_C(data, split)
+    model, _ = fit_identifier(data, split.ids("train") | split.ids("val"), chosen,
+                              calibrate_ids=split.ids("val"))  # fmt: skip
+    return _test(model, data, split, time.perf_counter() - started)
+
+
+def _test(model, data, split, train_s: float) -> dict:
+    """Identify the test pins (features given) with a fitted pinid model."""
+    test_X, test_y = data.part(split.ids("test"))
+    started = time.perf_counter()
+    answers = model.predict(test_X)
+    identify_s = time.perf_counter() - started
+    return _row(train_s, len(test_y) / identify_s, float((answers == np.asarray(test_y)).mean()))
+
+
+def _row(train_s: float, pins_per_s: float, accuracy: float) -> dict:
+    return {
+        "train_s": round(train_s, 1),
+        "identify_pins_per_s": round(float(pins_per_s)),
+        "peak_rss_mb": round(_peak_rss_mb()),
+        "accuracy": round(accuracy, 4),
+    }
+
+
+def _in_child(task, scale: float, users: int, queue) -> None:
+    queue.put(task(generate(scale, users)))
+
+
+def measure(task, scale: float, users: int) -> dict:
+    """``task`` on a freshly generated corpus in a child process: its own peak RSS."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_in_child, args=(task, scale, users, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
+PIPELINES = {"reference": reference, "pinid": pinid_cf_ref, "pinid_cf_rerank": pinid_cf_rerank}
+
+
+def run(scale: float, users: int, which: list[str]) -> dict:
+    shape = generate(scale, users).shape()
+    out = {"shape": shape}
+    for name in which:
+        out[name] = measure(PIPELINES[name], scale, users)
+        print(f"  {name:<16} {out[name]}", flush=True)
+    if "reference" in out and "pinid" in out:
+        out["speedup_train"] = round(out["reference"]["train_s"] / out["pinid"]["train_s"], 2)
+    return out
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="share of the paper's pins")
+    parser.add_argument("--users", type=int, default=117)
+    parser.add_argument("--pipelines", default="reference,pinid,pinid_cf_rerank")
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--sweep", action="store_true", help="growth table -> RESULTS.md")
+    args = parser.parse_args()
+    which = args.pipelines.split(",")
+    print(f"machine: {machine()}")
+    if not args.sweep:
+        print(f"scale {args.scale}, {args.users} users")
+        result = run(args.scale, args.users, which)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return
+    rows = []
+    for scale, users in ((0.25, 117), (0.5, 117), (1.0, 117), (2.0, 117), (1.0, 500),
+                         (1.0, 2000)):  # fmt: skip
+        print(f"scale {scale}, {users} users", flush=True)
+        rows.append({"scale": scale, "users": users, **run(scale, users, ["pinid"])})
+    _write_results(rows)
+
+
+def _write_results(rows: list[dict]) -> None:
+    lines = [
+        "# pinid at the paper's scale and beyond",
+        "",
+        f"Written by `python benchmarks/paper_scale.py --sweep` on {machine()}.",
+        "pinid's cf_ref pipeline (C tuning + final fit; identification from features).",
+        "",
+        "| pins (share of paper) | users | train s | identify pins/s | peak RSS MB | accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        p = row["pinid"]
+        lines.append(
+            f"| {row['shape']['pins']:,} ({row['scale']:.0%}) | {row['users']} | {p['train_s']} | "
+            f"{p['identify_pins_per_s']:,} | {p['peak_rss_mb']:,} | {100 * p['accuracy']:.1f} |"
+        )
+    path = Path(__file__).with_name("RESULTS.md")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
