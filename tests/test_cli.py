@@ -270,3 +270,14 @@ def test_predict_auto_threshold_needs_one_chosen_by_the_experiment(run_dir, caps
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no rejection threshold was chosen" in err and err.count("\n") == 1
+
+
+def test_batch_predict_never_overwrites_a_file_it_did_not_write(run_dir, sample_corpus, tmp_path):
+    precious = tmp_path / "notes.txt"
+    precious.write_text("precious\n")
+    args = ["predict", "--model", str(run_dir / "model"), "--data", str(sample_corpus)]
+    assert main([*args, "--out", str(precious)]) == 2
+    assert precious.read_text() == "precious\n"
+    out = tmp_path / "pred.jsonl"
+    assert main([*args, "--out", str(out)]) == 0
+    assert main([*args, "--out", str(out)]) == 0  # its own earlier output: replaced

@@ -93,10 +93,27 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_replaceable(out: Path) -> None:
+    """An existing --out is replaced only if it is a predictions file pinid wrote: a typo must
+    never overwrite a user's file."""
+    if not out.is_file():
+        return
+    try:
+        with open(out, encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, UnicodeDecodeError, ValueError):
+        first = None
+    if not (isinstance(first, dict) and {"pin_id", "ranking"} <= set(first)):
+        raise PinidError(
+            f"{out}: exists and is not a predictions file pinid wrote; choose another --out"
+        )
+
+
 def _batch(args: argparse.Namespace) -> int:
     from pinid.data import load_dataset
     from pinid.models.predictor import Predictor
 
+    _check_replaceable(Path(args.out))
     dataset = load_dataset(args.data)
     predictor = Predictor(args.model, progress=True, reject_below=args.reject_below)
     answers = predictor.identify(

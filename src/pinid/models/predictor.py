@@ -75,7 +75,7 @@ class Predictor:
         ``has_image`` is false are ignored). A text with neither a word nor a character n-gram
         the model knows is unusable: it would only restate the users' prior."""
         n = len(texts)
-        given = np.array([t is not None for t in texts], dtype=bool)
+        given = np.array([bool(t and t.strip()) for t in texts], dtype=bool)  # "" = no text
         views, cleaned = self.model.views_, [t or "" for t in texts]
         known = (np.diff(views.base.text_vectors(cleaned).indptr) > 0) | (
             np.diff(views.char_vectors(cleaned).indptr) > 0
