@@ -37,3 +37,25 @@ def add_split_options(parser: argparse.ArgumentParser) -> None:
         "--split", help="use this saved split (from `pinid data split`) instead of making one"
     )
     parser.add_argument("--strict", action="store_true", help="too-small users are an error")
+
+
+def add_reject_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reject-below",
+        type=_threshold,
+        metavar="T|auto",
+        help='answer "unknown" when the top probability is below T (0..1); "auto": the '
+        "threshold pinid experiment chose on validation",
+    )
+
+
+def _threshold(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1 or auto, got {value!r}")
+    return number

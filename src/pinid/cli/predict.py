@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from pinid._atomic import atomic_open
+from pinid.cli._options import add_reject_option
 from pinid.errors import DataError, PinidError
 
 HELP = "rank the users who may have posted a pin (or every pin of a dataset)"
@@ -24,28 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="1..10",
         help="how many users to list (the refinement ranks 10 candidates)",
     )
-    parser.add_argument(
-        "--reject-below",
-        type=_threshold,
-        metavar="T|auto",
-        help='answer "unknown" when the top probability is below T (0..1); "auto": the '
-        "threshold pinid experiment chose on validation",
-    )
+    add_reject_option(parser)
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.add_argument("--data", help="batch: a manifest or folder of pins to identify")
     parser.add_argument("--out", help="batch: JSON Lines file to write, one line per pin")
-
-
-def _threshold(value: str) -> float | str:
-    if value == "auto":
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0.0 <= number <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1 or auto, got {value!r}")
-    return number
 
 
 def main(args: argparse.Namespace) -> int:

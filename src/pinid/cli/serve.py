@@ -6,7 +6,7 @@ import argparse
 import os
 import socket
 
-from pinid.cli.predict import _threshold
+from pinid.cli._options import add_reject_option
 from pinid.errors import PinidError
 
 HELP = "serve a page and JSON API that identify who posted a pin"
@@ -33,13 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=QUEUE,
         help=f"identifications admitted at once per process; more get 503 (default {QUEUE})",
     )
-    parser.add_argument(
-        "--reject-below",
-        type=_threshold,
-        metavar="T|auto",
-        help='answer "unknown" when the top probability is below T (0..1); "auto": the '
-        "threshold pinid experiment chose on validation",
-    )
+    add_reject_option(parser)
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
 
