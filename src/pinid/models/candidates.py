@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pinid.models.similarity import cosine, take_rows
+from pinid.models.similarity import UserPins, take_rows
 
 SIMILARITY_STATS = ("max", "top3", "mean")
 _EPS = 1e-12
@@ -20,31 +20,19 @@ class UserSimilarity:
     """Training pins of one space, grouped by user, for per-user similarity statistics."""
 
     def __init__(self, train_blocks: list, train_y: np.ndarray, n_classes: int) -> None:
-        order = np.argsort(train_y, kind="stable")
-        self.blocks = take_rows(train_blocks, order)
-        counts = np.bincount(train_y, minlength=n_classes)
-        if (counts == 0).any():
-            raise ValueError("every class needs training pins")
-        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self.ends = np.cumsum(counts)
+        self.users = UserPins(train_blocks, train_y, n_classes)
 
-    def stats(self, query_blocks: list, candidates: np.ndarray, chunk: int = 512) -> np.ndarray:
+    def stats(self, query_blocks: list, candidates: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """(n, k, 3): max, top-3 mean and mean cosine of each pin to each candidate's pins."""
         n, k = candidates.shape
-        out = np.zeros((n, k, len(SIMILARITY_STATS)), np.float32)
+        out = np.zeros((n * k, len(SIMILARITY_STATS)), np.float32)
         for begin in range(0, n, chunk):
             rows = slice(begin, min(begin + chunk, n))
-            S = cosine(take_rows(query_blocks, rows), self.blocks)
-            per_user = np.zeros((S.shape[0], len(self.starts), 3), np.float32)
-            per_user[:, :, 0] = np.maximum.reduceat(S, self.starts, axis=1)
-            per_user[:, :, 2] = np.add.reduceat(S, self.starts, axis=1) / (self.ends - self.starts)
-            for u, (a, b) in enumerate(zip(self.starts, self.ends, strict=True)):
-                segment = S[:, a:b]
-                best = segment if b - a <= 3 else -np.partition(-segment, 2, axis=1)[:, :3]
-                per_user[:, u, 1] = best.mean(axis=1)
-            local = np.arange(S.shape[0])[:, None]
-            out[rows] = per_user[local, candidates[rows]]
-        return out
+            part = out[begin * k : rows.stop * k]
+            for _, pairs, S in self.users.compare(take_rows(query_blocks, rows), candidates[rows]):
+                best = S if S.shape[1] <= 3 else -np.partition(-S, 2, axis=1)[:, :3]
+                part[pairs] = np.stack([S.max(axis=1), best.mean(axis=1), S.mean(axis=1)], axis=1)
+        return out.reshape(n, k, len(SIMILARITY_STATS))
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 For a pin and each of its top-k users u (by the fused scores r), l_u is the maximum cosine
 similarity between the pin and u's training pins, and r_u <- r_u * l_u; the answer is the
 argmax over those k. The most similar training pin is also the *evidence* for the candidate.
-Computed in chunks of pins with matrix products; never a Python loop over pins x users x pins.
+Each pin is compared only with its k candidates' training pins, one matrix product per candidate
+user (:class:`UserPins`); never a Python loop over pins.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from pinid.models.ranking import top_k
-from pinid.models.similarity import cosine, take_rows
+from pinid.models.similarity import UserPins, take_rows
 
 TOP_K = 10
 
@@ -44,14 +45,14 @@ class Refined:
 class SimilarityRefiner(BaseEstimator):
     """Stores the training pins of a similarity space; ``refine`` re-ranks fused scores."""
 
-    def __init__(self, top_k: int = TOP_K, chunk_size: int = 256) -> None:
+    def __init__(self, top_k: int = TOP_K, chunk_size: int = 4096) -> None:
         self.top_k = top_k
         self.chunk_size = chunk_size
 
     def fit(self, train_blocks: list, y: np.ndarray) -> SimilarityRefiner:
-        """``y`` are class indices (0..n_classes-1) of the training pins."""
-        self.train_blocks_ = train_blocks
-        self.y_ = np.asarray(y, dtype=np.int64)
+        """``y`` are class indices (0..n_classes-1) of the training pins; every class has pins."""
+        y = np.asarray(y, dtype=np.int64)
+        self.users_ = UserPins(train_blocks, y, int(y.max()) + 1)
         return self
 
     def refine(self, scores: np.ndarray, query_blocks: list) -> Refined:
@@ -66,16 +67,13 @@ class SimilarityRefiner(BaseEstimator):
         return out
 
     def _refine_chunk(self, scores, query_blocks, k, out: Refined, rows: slice) -> None:
-        m = scores.shape[0]
         top = top_k(scores, k)
-        sims = cosine(query_blocks, self.train_blocks_)  # (m, n_train)
-        best_sim = np.empty((m, k))
-        best_pin = np.empty((m, k), dtype=np.int64)
-        for j in range(k):  # k is 10: a loop over ranks, each step vectorised over pins
-            mine = self.y_[None, :] == top[:, j : j + 1]
-            masked = np.where(mine, sims, -np.inf)
-            best_pin[:, j] = masked.argmax(axis=1)
-            best_sim[:, j] = masked[np.arange(m), best_pin[:, j]]
+        best_sim = np.empty(top.shape)
+        best_pin = np.empty(top.shape, dtype=np.int64)
+        for user, pairs, sims in self.users_.compare(query_blocks, top):
+            column = sims.argmax(axis=1)  # the first of equal maxima: the earliest pin
+            best_sim.flat[pairs] = sims[np.arange(len(pairs)), column]
+            best_pin.flat[pairs] = self.users_.training_pin(user, column)
         fused = np.take_along_axis(scores, top, axis=1)
         refined = fused * best_sim  # r_u <- r_u * l_u (pinid's spaces are non-negative)
         # by refined score; ties (e.g. every similarity 0) by the fused score

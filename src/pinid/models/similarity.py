@@ -60,3 +60,45 @@ def cosine(query_blocks: list, train_blocks: list) -> np.ndarray:
 
 def take_rows(blocks: list, rows: slice | np.ndarray) -> list:
     return [block[rows] for block in blocks]
+
+
+class UserPins:
+    """Training pins of one space grouped by user, so that a pin is compared only with the pins
+    of its candidate users.
+
+    Refinement and the re-ranker's similarity features need, for each pin, the similarities to
+    the training pins of its top-k users alone: k users' pins rather than every training pin
+    (at the paper's scale 10 of 117 users), as one matrix product per user.
+    """
+
+    def __init__(self, train_blocks: list, train_y: np.ndarray, n_classes: int) -> None:
+        train_y = np.asarray(train_y, dtype=np.int64)
+        counts = np.bincount(train_y, minlength=n_classes)
+        if (counts == 0).any():
+            raise ValueError("every class needs training pins")
+        # stable: within a user, pins keep their order, so ties go to the first pin as before
+        self.order = np.argsort(train_y, kind="stable")
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.counts = counts
+        ordered = take_rows(train_blocks, self.order)
+        self.per_user = [
+            [block[start : start + count] for block in ordered]
+            for start, count in zip(self.starts, counts, strict=True)
+        ]
+
+    def compare(self, query_blocks: list, candidates: np.ndarray):
+        """Yield ``(user, pairs, S)`` for each user among ``candidates`` (n, k): ``pairs`` are
+        flat indices into ``candidates`` where that user stands, ``S`` the cosine similarities
+        of those pins (rows) to the user's training pins (columns, in :attr:`order`)."""
+        flat = candidates.ravel()
+        by_user = np.argsort(flat, kind="stable")
+        users, first = np.unique(flat[by_user], return_index=True)
+        bounds = np.append(first, len(flat))
+        k = candidates.shape[1]
+        for user, begin, end in zip(users, bounds[:-1], bounds[1:], strict=True):
+            pairs = by_user[begin:end]
+            yield user, pairs, cosine(take_rows(query_blocks, pairs // k), self.per_user[user])
+
+    def training_pin(self, user: int, column: np.ndarray) -> np.ndarray:
+        """Index, among the training pins as given, of the user's ``column``-th pin in compare."""
+        return self.order[self.starts[user] + column]
