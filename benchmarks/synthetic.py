@@ -59,8 +59,10 @@ class Corpus:
 
 
 def generate(scale: float = 1.0, users: int = PAPER_USERS, seed: int = 0) -> Corpus:
+    """``scale`` times the paper's 70,200 pins, shared equally by ``users`` users (at 117
+    users, 600 pins each at scale 1; more users have fewer pins each)."""
     rng = np.random.default_rng(seed)
-    per_user = max(6, round(PAPER_PINS_PER_USER * scale))
+    per_user = max(6, round(PAPER_USERS * PAPER_PINS_PER_USER * scale / users))
     vocabulary = np.array([f"w{i}" for i in range(PAPER_VOCABULARY)])
     zipf = 1.0 / np.arange(1, PAPER_VOCABULARY + 1) ** 1.07
     zipf /= zipf.sum()
