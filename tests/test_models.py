@@ -160,3 +160,22 @@ def test_a_warm_start_reaches_the_cold_optimum_across_dictionaries():
     assert warm.named_steps["logistic"].n_iter_[0] < cold.named_steps["logistic"].n_iter_[0]
     np.testing.assert_allclose(warm.predict_proba(texts), cold.predict_proba(texts), atol=1e-4)
     assert warm.named_steps["logistic"].warm_start is False
+
+
+def test_similarity_statistics_match_a_brute_force():
+    from pinid.models.candidates import UserSimilarity
+
+    rng = np.random.default_rng(3)
+    y = np.array([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3])  # user 3 has one pin, user 0 two
+    text, image = sp.random(len(y), 30, 0.2, random_state=4, format="csr"), rng.random((12, 8))
+    blocks = make_space("joint", text, image)
+    queries = make_space("joint", sp.random(6, 30, 0.2, random_state=5), rng.random((6, 8)))
+    candidates = np.array([[3, 0, 1], [1, 2, 3], [0, 1, 2]] * 2)
+    stats = UserSimilarity(blocks, y, 4).stats(queries, candidates, chunk=4)
+    sims = cosine(queries, blocks)
+    for i, row in enumerate(candidates):
+        for j, user in enumerate(row):
+            mine = np.sort(sims[i, y == user])[::-1]
+            np.testing.assert_allclose(
+                stats[i, j], [mine[0], mine[:3].mean(), mine.mean()], rtol=1e-5, atol=1e-6
+            )

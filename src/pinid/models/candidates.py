@@ -25,14 +25,14 @@ class UserSimilarity:
     def stats(self, query_blocks: list, candidates: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """(n, k, 3): max, top-3 mean and mean cosine of each pin to each candidate's pins."""
         n, k = candidates.shape
-        out = np.zeros((n * k, len(SIMILARITY_STATS)), np.float32)
+        out = np.zeros((n, k, len(SIMILARITY_STATS)), np.float32)
         for begin in range(0, n, chunk):
             rows = slice(begin, min(begin + chunk, n))
-            part = out[begin * k : rows.stop * k]
-            for _, pairs, S in self.users.compare(take_rows(query_blocks, rows), candidates[rows]):
-                best = S if S.shape[1] <= 3 else -np.partition(-S, 2, axis=1)[:, :3]
-                part[pairs] = np.stack([S.max(axis=1), best.mean(axis=1), S.mean(axis=1)], axis=1)
-        return out.reshape(n, k, len(SIMILARITY_STATS))
+            nearest = self.users.nearest(take_rows(query_blocks, rows), candidates[rows], 3)
+            out[rows, :, 0] = nearest.similarity[:, :, 0]
+            out[rows, :, 1] = np.nanmean(nearest.similarity, axis=2)  # fewer than 3 pins: all
+            out[rows, :, 2] = nearest.mean
+        return out
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:

@@ -68,12 +68,9 @@ class SimilarityRefiner(BaseEstimator):
 
     def _refine_chunk(self, scores, query_blocks, k, out: Refined, rows: slice) -> None:
         top = top_k(scores, k)
-        best_sim = np.empty(top.shape)
-        best_pin = np.empty(top.shape, dtype=np.int64)
-        for user, pairs, sims in self.users_.compare(query_blocks, top):
-            column = sims.argmax(axis=1)  # the first of equal maxima: the earliest pin
-            best_sim.flat[pairs] = sims[np.arange(len(pairs)), column]
-            best_pin.flat[pairs] = self.users_.training_pin(user, column)
+        nearest = self.users_.nearest(query_blocks, top, 1)
+        best_sim = nearest.similarity[:, :, 0].astype(float)
+        best_pin = nearest.pins[:, :, 0]
         fused = np.take_along_axis(scores, top, axis=1)
         refined = fused * best_sim  # r_u <- r_u * l_u (pinid's spaces are non-negative)
         # by refined score; ties (e.g. every similarity 0) by the fused score
