@@ -6,8 +6,9 @@ process (so each peak RSS is its own), on the same pins and split:
 
 - reference: scikit-learn as the paper describes it: TfidfVectorizer + LogisticRegression
   (lbfgs) per modality, C in {0.1, 1, 10, 100} by validation accuracy, refit on train +
-  validation, predict_proba, cascade, then the top-10 refinement in NumPy (chunked products;
-  each user's best match by one maximum.reduceat over the training pins grouped by user);
+  validation, predict_proba, cascade, then the top-10 refinement in NumPy (chunked products of
+  a sparse text and a dense image block; each user's best match by one maximum.reduceat over
+  the training pins grouped by user);
 - pinid cf_ref: pinid's pipeline for the paper's model (tune_C, PinIdentifier, rank);
 - pinid cf_rerank: pinid's best model (tune_C with the character view, RerankedIdentifier).
 
@@ -86,16 +87,16 @@ def reference(corpus) -> dict:
     test_text = vectorizer.transform(texts[test])
     test_image = normalize(corpus.images[test])
     scores = text_lr.predict_proba(test_text) * image_lr.predict_proba(test_image)
-    joint_train = _joint(train_text, train_image)
-    joint_test = _joint(test_text, test_image)
+    joint_train, joint_test = _joint(train_text, train_image), _joint(test_text, test_image)
     train_y = np.searchsorted(text_lr.classes_, y[fit_rows])
     by_user = np.argsort(train_y, kind="stable")  # columns grouped by user for reduceat
-    joint_train = joint_train[by_user]
+    joint_train = [block[by_user] for block in joint_train]
     starts = np.searchsorted(train_y[by_user], np.arange(len(text_lr.classes_)))
     answers = np.empty(test.sum(), dtype=np.int64)
     for start in range(0, len(answers), 1000):  # chunks: a dense test x train matrix is GBs
         rows = slice(start, start + 1000)
-        sims = (joint_test[rows] @ joint_train.T).toarray()
+        sims = (joint_test[0][rows] @ joint_train[0].T).toarray()
+        sims += joint_test[1][rows] @ joint_train[1].T
         best = np.maximum.reduceat(sims, starts, axis=1)  # l_u
         top = np.argsort(-scores[rows], axis=1)[:, :TOP_K]
         refined = np.take_along_axis(scores[rows] * best, top, axis=1)
@@ -106,10 +107,14 @@ def reference(corpus) -> dict:
 
 
 def _joint(text, image):
-    import scipy.sparse as sp
+    """The joint space as a sparse text block and a dense image block (each pin's
+    concatenation unit-norm), so each part uses its own fast product."""
     from sklearn.preprocessing import normalize
 
-    return normalize(sp.hstack([normalize(text), sp.csr_matrix(image)]).tocsr())
+    text, image = normalize(text), normalize(image)
+    norms = np.sqrt(np.asarray(text.multiply(text).sum(axis=1)).ravel() + (image**2).sum(axis=1))
+    scale = 1.0 / np.maximum(norms, 1e-12)
+    return text.multiply(scale[:, None]).tocsr(), (image * scale[:, None]).astype(np.float32)
 
 
 def pinid_cf_ref(corpus) -> dict:
