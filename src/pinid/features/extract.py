@@ -147,6 +147,7 @@ class ImageFeatureExtractor:
         result = FeatureResult(np.zeros((n, FEATURE_DIM), np.float32), np.zeros(n, bool))
         batch: list[_Prepared] = []
         waiting: dict[str, list[int]] = {}  # sha256 -> rows to fill once its batch has run
+        done: dict[str, int] = {}  # sha256 -> a row computed in an earlier batch of this run
 
         def run_batch() -> None:
             vectors = self._forward([item.tensor for item in batch])
@@ -155,6 +156,7 @@ class ImageFeatureExtractor:
                 for row in waiting.pop(item.sha256):
                     result.features[row] = vector
                     result.readable[row] = True
+                done[item.sha256] = item.index
             result.computed += len(batch)
             batch.clear()
 
@@ -171,6 +173,10 @@ class ImageFeatureExtractor:
                 result.from_cache += 1
             elif item.sha256 in waiting:  # same bytes as an image already queued
                 waiting[item.sha256].append(item.index)
+                result.duplicates += 1
+            elif item.sha256 in done:  # looked up ahead, before its twin's batch was cached
+                result.features[item.index] = result.features[done[item.sha256]]
+                result.readable[item.index] = True
                 result.duplicates += 1
             else:
                 waiting[item.sha256] = [item.index]
