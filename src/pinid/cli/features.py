@@ -30,5 +30,5 @@ def main(args: argparse.Namespace) -> int:
         pin = dataset.pins[index]
         print(f"  {pin.pin_id} ({pin.image}): unreadable: {reason}")
     print(f"cache: {extractor.cache.folder}")
-    check_failure_rate(result, [str(p.image) for p in dataset.pins], args.max_unreadable)
+    check_failure_rate(result.unreadable, [str(p.image) for p in dataset.pins], args.max_unreadable)
     return 0
