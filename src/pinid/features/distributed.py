@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed, get_worker
 from distributed.client import FutureCancelledError
 from distributed.comm.addressing import get_address_host, parse_address, parse_host_port
@@ -33,6 +34,11 @@ from pinid.features import DEFAULT_SHARD_SIZE
 from pinid.features.extract import ImageFeatureExtractor
 
 CONNECT_TIMEOUT_S = 10
+_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+"""Dask's nannies set glibc's trim threshold to 64 KiB, which halves CNN throughput (measured
+in-process on 2 cores: 37-43 against 80-85 images/s); a local cluster starts without it. Its
+workers' CNN threads also wait passively: spinning, two workers of two threads on 2 cores gave
+29 images/s, and 4.6 while another job ran; passive, 93 and 78."""
 LOOKUP_THREADS = 8
 """Reading and hashing every image on the client waits on the (shared) file system."""
 
@@ -74,15 +80,15 @@ def connect(scheduler: str | None, local_workers: int | None) -> Iterator[Client
     if (scheduler is None) == (local_workers is None):
         raise ValueError("give a scheduler address or a number of local workers")
     if local_workers is not None:
-        cluster = LocalCluster(
-            n_workers=local_workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",  # no fixed port to collide with
-            # More CNN threads than cores: sleeping, not spinning, while they wait on each other.
-            env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
-        )
+        with dask.config.set({_MALLOC_TRIM: None}):
+            cluster = LocalCluster(
+                n_workers=local_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",  # no fixed port to collide with
+                env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
+            )
         with cluster, Client(cluster, set_as_default=False) as client:
             yield client
         return
