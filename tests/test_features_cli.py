@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,3 +68,16 @@ def test_kill_mid_run_then_rerun_completes_with_identical_features(tmp_path):
     fresh = ImageFeatureExtractor(cache_root=tmp_path / "fresh", progress=False).extract(paths)
     assert fresh.computed == 120
     np.testing.assert_allclose(resumed.features, fresh.features, rtol=1e-5, atol=1e-5)
+
+
+def test_an_image_repeated_far_apart_is_computed_once(tmp_path):
+    """The decode look-ahead checks the cache before the first copy's batch has written it."""
+    paths = [write_image(tmp_path / f"{i}.png", i) for i in range(12)]
+    for i in (0, 5):
+        shutil.copy(paths[i], tmp_path / f"copy{i}.png")
+        paths.append(tmp_path / f"copy{i}.png")
+    extractor = ImageFeatureExtractor(cache_root=tmp_path / "cache", progress=False)
+    result = extractor.extract(paths)
+    assert (result.computed, result.duplicates, extractor.cache.writes) == (12, 2, 12)
+    assert result.readable.all()
+    assert np.array_equal(result.features[12:], result.features[[0, 5]])

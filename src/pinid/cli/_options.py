@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, EXTRACTOR_NAMES, MAX_FAILURE_RATE
+from pinid.features import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EXTRACTOR,
+    DEFAULT_SHARD_SIZE,
+    EXTRACTOR_NAMES,
+    MAX_FAILURE_RATE,
+)
+
+if TYPE_CHECKING:
+    from pinid.features.distributed import ShardedRun
+    from pinid.features.extract import ImageFeatureExtractor
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +42,67 @@ def add_extractor_options(parser: argparse.ArgumentParser) -> None:
         default=MAX_FAILURE_RATE,
         help=f"fail when more than this share of images is unreadable (default {MAX_FAILURE_RATE})",
     )
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="compute image features on the Dask cluster of this scheduler (tcp://HOST:8786); "
+        "every worker must reach the images and the cache folder ($PINID_CACHE_DIR) at the "
+        "same paths as this machine",
+    )
+    where.add_argument(
+        "--local-workers",
+        type=_positive,
+        metavar="N",
+        help="compute image features on a Dask cluster of N processes on this machine",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=_positive,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"images per task sent to a Dask worker (default {DEFAULT_SHARD_SIZE})",
+    )
+    parser.add_argument(
+        "--worker-threads",
+        type=_positive,
+        metavar="N",
+        help="CNN threads per Dask worker (default: its machine's cores shared among its "
+        "workers, at least 2: with 1, features differ from an in-process run's in the last digits)",
+    )
+
+
+def on_cluster(args: argparse.Namespace) -> bool:
+    return bool(args.scheduler or args.local_workers)
+
+
+def extract_on_cluster(
+    args: argparse.Namespace, extractor: ImageFeatureExtractor, paths: Sequence[Path], what: str
+) -> ShardedRun:
+    """Image features into the cache, computed on the cluster the options name."""
+    from pinid.features import distributed
+
+    with distributed.connect(args.scheduler, args.local_workers) as client:
+        return distributed.extract_on_cluster(
+            client,
+            extractor,
+            paths,
+            shard_size=args.shard_size,
+            threads=args.worker_threads,
+            what=what,
+        )
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return number
 
 
 def add_split_options(parser: argparse.ArgumentParser) -> None:

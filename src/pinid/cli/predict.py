@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 
 from pinid._atomic import atomic_open
-from pinid.cli._options import add_reject_option
+from pinid.cli._options import (
+    add_cluster_options,
+    add_reject_option,
+    extract_on_cluster,
+    on_cluster,
+)
 from pinid.errors import DataError, PinidError
 
 HELP = "rank the users who may have posted a pin (or every pin of a dataset)"
@@ -29,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.add_argument("--data", help="batch: a manifest or folder of pins to identify")
     parser.add_argument("--out", help="batch: JSON Lines file to write, one line per pin")
+    add_cluster_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -38,6 +44,8 @@ def main(args: argparse.Namespace) -> int:
         if not (args.data and args.out):
             raise PinidError("batch prediction needs both --data and --out")
         return _batch(args)
+    if on_cluster(args):
+        raise PinidError("--scheduler and --local-workers serve batches (--data and --out)")
     if args.image is None and args.text is None:
         raise PinidError("give --image, --text or both (or --data and --out for a batch)")
     image = Path(args.image) if args.image else None
@@ -99,9 +107,10 @@ def _batch(args: argparse.Namespace) -> int:
     _check_replaceable(Path(args.out))
     dataset = load_dataset(args.data)
     predictor = Predictor(args.model, progress=True, reject_below=args.reject_below)
-    answers = predictor.identify(
-        [p.text for p in dataset.pins], [p.image for p in dataset.pins], top=args.top
-    )
+    images = [p.image for p in dataset.pins]
+    if on_cluster(args):  # the cluster fills the cache that identify then reads
+        extract_on_cluster(args, predictor.extractor, images, what="query")
+    answers = predictor.identify([p.text for p in dataset.pins], images, top=args.top)
     with atomic_open(args.out, "w", encoding="utf-8") as fh:
         for pin, answer in zip(dataset.pins, answers, strict=True):
             fh.write(json.dumps({"pin_id": pin.pin_id, **answer}, ensure_ascii=False) + "\n")

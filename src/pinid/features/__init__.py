@@ -19,3 +19,5 @@ DEFAULT_FIT = "pad"
 DEFAULT_BATCH_SIZE = 4
 """The best end-to-end batch measured on 2 cores (benchmarks/extract.py)."""
 MAX_FAILURE_RATE = 0.05
+DEFAULT_SHARD_SIZE = 128
+"""Images per Dask task: a few seconds of CNN work each, many tasks to spread over the workers."""

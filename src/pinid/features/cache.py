@@ -21,7 +21,8 @@ class FeatureCache:
     """Feature vectors of one extractor, shared across runs and datasets."""
 
     def __init__(self, root: Path, extractor_id: str, dim: int) -> None:
-        self.folder = Path(root) / "features" / extractor_id
+        self.root = Path(root)
+        self.folder = self.root / "features" / extractor_id
         self.dim = dim
         self.writes = 0
 
@@ -39,6 +40,10 @@ class FeatureCache:
         if vector.shape != (self.dim,) or vector.dtype != np.float32:
             return None
         return vector
+
+    def contains(self, sha256: str) -> bool:
+        """Whether an entry exists, without reading it."""
+        return self._path(sha256).is_file()
 
     def put(self, sha256: str, vector: np.ndarray) -> None:
         vector = np.ascontiguousarray(vector, dtype=np.float32)

@@ -78,7 +78,7 @@ def prepare(
     """Image features for every pin; pins with unreadable images are left out with a warning."""
     dataset = dataset.drop_small_users(strict=strict)
     result = extractor.extract([p.image for p in dataset.pins], what="pins")
-    check_failure_rate(result, [str(p.image) for p in dataset.pins], max_unreadable)
+    check_failure_rate(result.unreadable, [str(p.image) for p in dataset.pins], max_unreadable)
     unreadable = {dataset.pins[i].pin_id: reason for i, reason in result.unreadable.items()}
     if unreadable:
         warnings.warn(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -69,13 +69,17 @@ class ImageFeatureExtractor:
         batch_size: int = DEFAULT_BATCH_SIZE,
         cache_root: Path | None = None,
         progress: bool = True,
+        threads: int | None = None,
     ) -> None:
+        """``threads``: the CNN's torch threads (default: every core); a Dask worker that shares
+        its machine with other workers takes its share."""
         self.spec = get_spec(name)
         if fit not in FITS:
             raise ValueError(f"unknown fit {fit!r}; valid: {', '.join(FITS)}")
         self.fit = fit
         self.batch_size = max(1, batch_size)
         self.progress = progress
+        self.threads = threads
         self.cache = FeatureCache(cache_root or cache_dir(), self.extractor_id, FEATURE_DIM)
 
     @cached_property
@@ -86,7 +90,7 @@ class ImageFeatureExtractor:
 
     @cached_property
     def _model(self):
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(self.threads or os.cpu_count() or 1)
         return build_model(self.spec.name)
 
     def load(self) -> ImageFeatureExtractor:
@@ -94,16 +98,25 @@ class ImageFeatureExtractor:
         self._model  # noqa: B018 -- cached_property: the access is the load
         return self
 
-    def _prepare(self, index: int, path: Path) -> _Prepared:
+    def lookup(self, path: Path, index: int = 0) -> _Prepared:
+        """Read and hash one image and look it up in the cache, without decoding: what a
+        cluster's client checks before it sends work (``sha256`` is None when unreadable)."""
+        return self._lookup(index, path)[0]
+
+    def _lookup(self, index: int, path: Path) -> tuple[_Prepared, bytes]:
         item = _Prepared(index)
         try:
             data = read_image_bytes(path)
         except UnreadableImage as exc:
             item.reason = str(exc)
-            return item
+            return item, b""
         item.sha256 = hashlib.sha256(data).hexdigest()
         item.vector = self.cache.get(item.sha256)
-        if item.vector is not None:
+        return item, data
+
+    def _prepare(self, index: int, path: Path) -> _Prepared:
+        item, data = self._lookup(index, path)
+        if item.sha256 is None or item.vector is not None:
             return item
         try:
             item.tensor = to_tensor(decode_image(data, path.name), self.spec.resolution, self.fit)
@@ -147,6 +160,7 @@ class ImageFeatureExtractor:
         result = FeatureResult(np.zeros((n, FEATURE_DIM), np.float32), np.zeros(n, bool))
         batch: list[_Prepared] = []
         waiting: dict[str, list[int]] = {}  # sha256 -> rows to fill once its batch has run
+        done: dict[str, int] = {}  # sha256 -> a row computed in an earlier batch of this run
 
         def run_batch() -> None:
             vectors = self._forward([item.tensor for item in batch])
@@ -155,6 +169,7 @@ class ImageFeatureExtractor:
                 for row in waiting.pop(item.sha256):
                     result.features[row] = vector
                     result.readable[row] = True
+                done[item.sha256] = item.index
             result.computed += len(batch)
             batch.clear()
 
@@ -172,6 +187,10 @@ class ImageFeatureExtractor:
             elif item.sha256 in waiting:  # same bytes as an image already queued
                 waiting[item.sha256].append(item.index)
                 result.duplicates += 1
+            elif item.sha256 in done:  # looked up ahead, before its twin's batch was cached
+                result.features[item.index] = result.features[done[item.sha256]]
+                result.readable[item.index] = True
+                result.duplicates += 1
             else:
                 waiting[item.sha256] = [item.index]
                 batch.append(item)
@@ -184,13 +203,13 @@ class ImageFeatureExtractor:
 
 
 def check_failure_rate(
-    result: FeatureResult, names: Sequence[str], max_rate: float = MAX_FAILURE_RATE
+    unreadable: Mapping[int, str], names: Sequence[str], max_rate: float = MAX_FAILURE_RATE
 ) -> None:
-    """Fail a run whose share of unreadable images exceeds ``max_rate``."""
+    """Fail a run whose share of unreadable images (row -> reason) exceeds ``max_rate``."""
     n = len(names)
-    if n and len(result.unreadable) / n > max_rate:
-        examples = "; ".join(f"{names[i]}: {r}" for i, r in list(result.unreadable.items())[:3])
+    if n and len(unreadable) / n > max_rate:
+        examples = "; ".join(f"{names[i]}: {r}" for i, r in list(unreadable.items())[:3])
         raise DataError(
-            f"{len(result.unreadable)} of {n} images unreadable "
-            f"({len(result.unreadable) / n:.1%} > {max_rate:.0%} allowed), e.g. {examples}"
+            f"{len(unreadable)} of {n} images unreadable "
+            f"({len(unreadable) / n:.1%} > {max_rate:.0%} allowed), e.g. {examples}"
         )

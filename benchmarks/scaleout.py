@@ -1,0 +1,152 @@
+"""Image feature throughput in-process and on local Dask clusters of 1 and 2 worker processes.
+
+    python benchmarks/scaleout.py [--data MANIFEST [--model MODEL_DIR]] [--images 1000]
+
+Every configuration computes every image: each gets a fresh cache folder. Workers import torch
+before the clock starts (as the in-process extractor loads its model first); the cluster's
+start-up is timed apart. Each row also says whether its features are bitwise those of the
+in-process run and, with --model, how many of the pins' rankings (text + image) are identical.
+Without --data it renders synthetic 256 px PNGs (real decoding work, not real content). With
+--json, writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pinid.data import Pin, load_dataset
+from pinid.features.distributed import connect, extract_on_cluster
+from pinid.features.extract import FeatureResult, ImageFeatureExtractor
+from pinid.models.predictor import Predictor
+
+CONFIGURATIONS = (  # (label, local workers or 0 for in-process, torch threads per worker)
+    ("in-process", 0, None),
+    ("1 local worker", 1, None),
+    ("2 local workers", 2, None),
+    ("2 local workers, 1 thread each", 2, 1),
+)
+
+
+def _pins(args, folder: Path) -> tuple[list[Path], list[str]]:
+    """Images and their pins' texts."""
+    if args.data:  # distinct images only: a repeated image is computed once, which would flatter
+        unique: dict[str, Pin] = {}
+        for pin in load_dataset(args.data).pins:
+            unique.setdefault(hashlib.sha256(pin.image.read_bytes()).hexdigest(), pin)
+        pins = list(unique.values())[: args.images]
+        return [p.image for p in pins], [p.text for p in pins]
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(args.images):
+        base = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(base).resize((256, 200), Image.BILINEAR).save(paths[-1])
+    return paths, [""] * len(paths)
+
+
+def _features(cache: Path, paths: list[Path]) -> FeatureResult:
+    return ImageFeatureExtractor(cache_root=cache, progress=False).extract(paths)
+
+
+def _rankings(predictor: Predictor | None, texts: list[str], features: FeatureResult) -> list:
+    if predictor is None:
+        return []
+    return predictor.rank(texts, features.features, features.readable)
+
+
+def _order(answer: dict) -> list[str]:
+    return [entry["user"] for entry in answer["ranking"]]
+
+
+def _in_process(paths: list[Path], cache: Path) -> dict:
+    extractor = ImageFeatureExtractor(cache_root=cache, progress=False).load()
+    start = time.perf_counter()
+    result = extractor.extract(paths)
+    return {"seconds": time.perf_counter() - start, "computed": result.computed}
+
+
+def _on_cluster(paths: list[Path], cache: Path, workers: int, threads, shard_size: int) -> dict:
+    start = time.perf_counter()
+    with connect(None, workers) as client:
+        client.run(__import__, "pinid.features.extract")  # torch imported on every worker
+        started = time.perf_counter() - start
+        extractor = ImageFeatureExtractor(cache_root=cache, progress=False)
+        start = time.perf_counter()
+        run = extract_on_cluster(client, extractor, paths, shard_size=shard_size, threads=threads)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "computed": run.computed, "shards": run.shards, "start_s": started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="a manifest whose images to use (default: synthetic)")
+    parser.add_argument("--model", help="with --data: also compare the pins' rankings")
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--shard-size", type=int, default=128)
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+
+    predictor = Predictor(args.model) if args.model else None
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, texts = _pins(args, Path(tmp))
+        reference = None
+        for label, workers, threads in CONFIGURATIONS:
+            cache = Path(tmp) / f"cache-{len(rows)}"
+            if workers:
+                row = _on_cluster(paths, cache, workers, threads, args.shard_size)
+            else:
+                row = _in_process(paths, cache)
+            features = _features(cache, paths)
+            rankings = _rankings(predictor, texts, features)
+            reference = reference or (features.features, rankings)
+            row.update(
+                label=label,
+                per_s=len(paths) / row["seconds"],
+                bitwise_equal=bool(np.array_equal(features.features, reference[0])),
+                max_abs_diff=float(np.abs(features.features - reference[0]).max()),
+                identical_rankings=sum(
+                    json.dumps(a) == json.dumps(b)
+                    for a, b in zip(rankings, reference[1], strict=True)
+                ),
+                same_order=sum(
+                    _order(a) == _order(b) for a, b in zip(rankings, reference[1], strict=True)
+                ),
+            )
+            rows.append(row)
+            start = f", cluster start {row['start_s']:.1f} s" if workers else ""
+            ranked = (
+                f"; rankings: {row['identical_rankings']} identical, {row['same_order']} in the "
+                "same order"
+                if predictor
+                else ""
+            )
+            print(
+                f"{label:<32} {row['per_s']:6.1f} images/s ({row['seconds']:.1f} s{start}); "
+                f"features {'bitwise equal to' if row['bitwise_equal'] else 'differ from'} "
+                f"in-process (max |diff| {row['max_abs_diff']:.1e}){ranked}",
+                flush=True,
+            )
+    summary = {
+        "images": len(paths),
+        "source": args.data or "synthetic 256x200 PNG",
+        "shard_size": args.shard_size,
+        "rows": rows,
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
