@@ -123,9 +123,9 @@ def pinid_cf_ref(corpus) -> dict:
 
     data, split = corpus.as_pinid()
     started = time.perf_counter()
-    chosen, _, tuned = tune_C(data, split, views=("text", "image"))
+    chosen, _ = tune_C(data, split, views=("text", "image"))
     X, y = data.part(split.ids("train") | split.ids("val"))
-    model = PinIdentifier(C_text=chosen["text"], C_image=chosen["image"]).fit(X, y, tuned)
+    model = PinIdentifier(C_text=chosen["text"], C_image=chosen["image"]).fit(X, y)
     return _test(model, data, split, time.perf_counter() - started)
 
 
@@ -135,9 +135,9 @@ def pinid_cf_rerank(corpus) -> dict:
 
     data, split = corpus.as_pinid()
     started = time.perf_counter()
-    chosen, _, tuned = tune_C(data, split)
+    chosen, _ = tune_C(data, split)
     model, _ = fit_identifier(data, split.ids("train") | split.ids("val"), chosen,
-                              calibrate_ids=split.ids("val"), start=tuned)  # fmt: skip
+                              calibrate_ids=split.ids("val"))  # fmt: skip
     return _test(model, data, split, time.perf_counter() - started)
 
 

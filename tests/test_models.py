@@ -119,49 +119,6 @@ def test_refinement_matches_a_brute_force_over_every_training_pin():
     assert refined.evidence[-1, refined.users[-1].tolist().index(y[5])] == 5
 
 
-def _texts_and_users(seed: int, n: int = 240):
-    rng = np.random.default_rng(seed)
-    users = rng.integers(0, 6, n)
-    words = [f"w{i}" for i in range(60)]
-    texts = [
-        " ".join(rng.choice(words[u * 8 : u * 8 + 20], 4)) + " " + rng.choice(words) for u in users
-    ]
-    return texts, users.astype(str)
-
-
-def test_select_C_walks_a_warm_path_to_the_cold_choice():
-    from sklearn.base import clone
-
-    from pinid.models.modality import make_text_model, select_C
-
-    texts, users = _texts_and_users(0)
-    train, val = slice(0, 160), slice(160, None)
-    best, scores, fitted = select_C(
-        make_text_model(), texts[train], users[train], texts[val], users[val]
-    )
-    for C, score in scores.items():  # each C's score is the cold fit's (same optimum)
-        cold = clone(make_text_model()).set_params(logistic__C=C, logistic__tol=1e-8)
-        cold.fit(texts[train], users[train])
-        assert abs(np.mean(cold.predict(texts[val]) == users[val]) - score) <= 2 / 80
-    assert best == max(scores, key=lambda C: (scores[C], -C))
-    assert best == fitted.named_steps["logistic"].C
-    assert np.mean(fitted.predict(texts[val]) == users[val]) == scores[best]
-
-
-def test_a_warm_start_reaches_the_cold_optimum_across_dictionaries():
-    from pinid.models.modality import fit_model, make_text_model
-
-    texts, users = _texts_and_users(2)
-    tight = {"logistic__C": 10.0, "logistic__tol": 1e-6}
-    start = fit_model(make_text_model().set_params(**tight), texts[:150], users[:150])
-    cold = fit_model(make_text_model().set_params(**tight), texts, users)
-    warm = fit_model(make_text_model().set_params(**tight), texts, users, start)
-    assert warm.named_steps["tfidf"].vocabulary_ == cold.named_steps["tfidf"].vocabulary_
-    assert warm.named_steps["logistic"].n_iter_[0] < cold.named_steps["logistic"].n_iter_[0]
-    np.testing.assert_allclose(warm.predict_proba(texts), cold.predict_proba(texts), atol=1e-4)
-    assert warm.named_steps["logistic"].warm_start is False
-
-
 def test_similarity_statistics_match_a_brute_force():
     from pinid.models.candidates import UserSimilarity
 

@@ -31,10 +31,10 @@ def main(args: argparse.Namespace) -> int:
     split = split_for(dataset, Path(args.split)) if args.split else make_split(dataset, args.seed)
     extractor = ImageFeatureExtractor(args.extractor, batch_size=args.batch_size)
     data = prepare(dataset, extractor, max_unreadable=args.max_unreadable, strict=args.strict)
-    chosen, _, tuned = tune_C(data, split)
+    chosen, _ = tune_C(data, split)
     every_pin = {p.pin_id for p in data.dataset.pins}
     model, pins = fit_identifier(
-        data, every_pin, chosen, args.similarity, calibrate_ids=split.ids("val"), start=tuned
+        data, every_pin, chosen, args.similarity, calibrate_ids=split.ids("val")
     )
     save_model(args.out, model, pins, extractor_record(extractor), seed=args.seed)
     print(

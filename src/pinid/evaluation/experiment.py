@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 
 from pinid import __version__
 from pinid._atomic import atomic_write_text, check_output_folder
@@ -52,22 +51,21 @@ VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_i
 
 def tune_C(
     data: PreparedData, split: Split, views: tuple[str, ...] = tuple(VIEW_MODELS)
-) -> tuple[dict[str, float], dict[str, dict], dict[str, Pipeline]]:
-    """C per view by validation accuracy, each view on its own; the validation scores; the
-    views fitted on the training split with their C (a start for the final fit)."""
+) -> tuple[dict[str, float], dict[str, dict]]:
+    """C per view by validation accuracy, each view on its own."""
     train_X, train_y = data.part(split.ids("train"))
     val_X, val_y = data.part(split.ids("val"))
-    chosen, scores, fitted = {}, {}, {}
+    chosen, scores = {}, {}
     for view in views:
         X_train, X_val = (
             (train_X.images, val_X.images)
             if view == "image"
             else (list(train_X.texts), list(val_X.texts))
         )
-        chosen[view], scores[view], fitted[view] = select_C(
+        chosen[view], scores[view] = select_C(
             VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID
         )
-    return chosen, scores, fitted
+    return chosen, scores
 
 
 def model_scores(model: PinIdentifier, X: PinFeatures) -> dict[str, np.ndarray]:
@@ -105,13 +103,13 @@ def run_experiment(
     timings["features"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    chosen, validation, tuned = tune_C(data, split)
+    chosen, validation = tune_C(data, split)
     timings["tune_C"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     val_ids = split.ids("val")
     reranked, training_pins = fit_identifier(
-        data, split.ids("train") | val_ids, chosen, similarity, val_ids, tuned
+        data, split.ids("train") | val_ids, chosen, similarity, calibrate_ids=val_ids
     )
     model = reranked.views_.base  # the paper's model, fitted on train + validation
     timings["refit"] = time.perf_counter() - clock

@@ -7,12 +7,11 @@ input is :class:`PinFeatures` because a pin has two modalities.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.pipeline import Pipeline
 
 from pinid.features.dataset import PinFeatures
 from pinid.models.fusion import cascade
@@ -36,21 +35,13 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         self.similarity = similarity
         self.top_k = top_k
 
-    def fit(
-        self, X: PinFeatures, y: Sequence[str], start: Mapping[str, Pipeline] | None = None
-    ) -> PinIdentifier:
-        """``start``: fitted ``text`` / ``image`` models to start the solvers from (see
-        :func:`fit_model`), such as those :func:`select_C` chose on the training split."""
-        y, start = np.asarray(y), start or {}
+    def fit(self, X: PinFeatures, y: Sequence[str]) -> PinIdentifier:
+        y = np.asarray(y)
         if not (X.has_image.all()):
             raise ValueError("training pins need an image; drop unreadable ones first")
         self.classes_ = np.unique(y)
-        self.text_model_ = fit_model(
-            make_text_model(self.C_text), list(X.texts), y, start.get("text")
-        )
-        self.image_model_ = fit_model(
-            make_image_model(self.C_image), X.images, y, start.get("image")
-        )
+        self.text_model_ = fit_model(make_text_model(self.C_text), list(X.texts), y)
+        self.image_model_ = fit_model(make_image_model(self.C_image), X.images, y)
         for model in (self.text_model_, self.image_model_):
             assert np.array_equal(model.classes_, self.classes_)
         self.train_y_ = np.searchsorted(self.classes_, y)

@@ -11,7 +11,7 @@ pins (the validation split; the re-ranker's own ~20 weights were fitted on them 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,29 +121,17 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         self.n_folds = n_folds
         self.random_state = random_state
 
-    def _fit_views(
-        self, X: PinFeatures, y: np.ndarray, start: Mapping[str, Pipeline] | None = None
-    ) -> Views:
-        start = start or {}
+    def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
         base = PinIdentifier(C_text=self.C_text, C_image=self.C_image,
-                             similarity=self.similarity, top_k=self.top_k)  # fmt: skip
-        base.fit(X, y, start)
-        char = fit_model(make_char_model(self.C_char), list(X.texts), y, start.get("char"))
+                             similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
+        char = fit_model(make_char_model(self.C_char), list(X.texts), y)
         return Views(base, char, X.texts, self.top_k)
 
-    def fit(
-        self,
-        X: PinFeatures,
-        y: Sequence[str],
-        calibrate: np.ndarray | None = None,
-        start: Mapping[str, Pipeline] | None = None,
-    ):
+    def fit(self, X: PinFeatures, y: Sequence[str], calibrate: np.ndarray | None = None):
         """Fit on all of (X, y); ``calibrate`` marks the pins whose out-of-fold scores fit the
-        temperature (default: all). ``start``: fitted view models to start the final views'
-        solvers from (see :func:`fit_model`); never the folds', which must not have seen the
-        pins they score."""
+        temperature (default: all)."""
         y = np.asarray(y)
-        self.views_ = self._fit_views(X, y, start)
+        self.views_ = self._fit_views(X, y)
         self.classes_ = self.views_.base.classes_
         features, truth, k = self._out_of_fold(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from sklearn.pipeline import Pipeline
-
 from pinid.features.dataset import PreparedData
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.models.io import TrainingPins
@@ -18,17 +14,15 @@ def fit_identifier(
     C: dict[str, float],
     similarity: str = "joint",
     calibrate_ids: set[str] | None = None,
-    start: Mapping[str, Pipeline] | None = None,
 ) -> tuple[RerankedIdentifier, TrainingPins]:
     """Fit on the pins in ``pin_ids`` (the temperature on the out-of-fold scores of those in
-    ``calibrate_ids``, default all; the solvers from ``start``, e.g. tune_C's models); return
-    the model and its training pins (for evidence)."""
+    ``calibrate_ids``, default all); return the model and its training pins (for evidence)."""
     X, y = data.part(pin_ids)
     pins = [data.dataset.pins[i] for i in data.rows(pin_ids)]
     calibrate = None if calibrate_ids is None else [p.pin_id in calibrate_ids for p in pins]
     model = RerankedIdentifier(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
-    ).fit(X, y, calibrate=calibrate, start=start)
+    ).fit(X, y, calibrate=calibrate)
     return model, TrainingPins(
         pin_ids=[p.pin_id for p in pins],
         texts=[p.text for p in pins],
