@@ -71,10 +71,11 @@ def select_C(
 ) -> tuple[float, dict[float, float]]:
     """The C of ``grid`` with the best validation accuracy (ties: the smaller C), and all scores.
 
-    Each C is fitted from zero. A warm-started path (each C from the previous solution) was
-    3-6x faster but is not used: lbfgs stops on a gradient tolerance that the C=10 solution
-    already meets for C=100, so the path's models differed from cold fits and chose worse (85.5
-    vs 88.2 % test accuracy at half the paper's scale, benchmarks/paper_scale.py).
+    Each C is fitted from zero. A warm-started path (each C from the previous solution) took
+    the text view's grid from 339 s to 53 s at the paper's scale but is not used: lbfgs stops
+    on a gradient tolerance that the C=10 solution already meets for C=100, so the path's
+    models differed from cold fits and chose worse (85.5 vs 88.2 % test accuracy at half the
+    paper's scale, benchmarks/paper_scale.py).
     """
     scores: dict[float, float] = {}
     for C in grid:

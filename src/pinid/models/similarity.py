@@ -129,6 +129,8 @@ class Nearest:
 
 def _best_columns(S: np.ndarray, m: int) -> np.ndarray:
     """Each row's m largest columns, best first; equal values: the earlier column first."""
+    if m == 1:  # argmax returns the first of equal maxima; argpartition promises no order
+        return S.argmax(axis=1)[:, None]
     if m < S.shape[1]:
         columns = np.argpartition(-S, m - 1, axis=1)[:, :m]
     else:
