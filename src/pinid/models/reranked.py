@@ -12,7 +12,7 @@ pins (the validation split; the re-ranker's own ~20 weights were fitted on them 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -162,11 +162,13 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         features = np.zeros((len(variants), n, k, N_CANDIDATE_FEATURES))
         truth = np.full((len(variants), n), -1)
         for inside, outside in folds.split(np.zeros(n), y):
-            views = self._fit_views(_rows(X, inside), y[inside])
+            views = self._fit_views(X.take(inside), y[inside])
             fold_classes = np.searchsorted(self.classes_, views.base.classes_)
             author = np.searchsorted(self.classes_, y[outside])
             for v, (has_text, has_image) in enumerate(variants):
-                query = _rows(X, outside, has_text[outside], has_image[outside])
+                query = replace(
+                    X.take(outside), has_text=has_text[outside], has_image=has_image[outside]
+                )
                 _, candidates, fold_features = views.candidates(query)
                 hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
                 truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
@@ -197,17 +199,3 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: PinFeatures) -> np.ndarray:
         return self.classes_[self.rerank(X).users[:, 0]]
-
-
-def _rows(
-    X: PinFeatures,
-    rows: np.ndarray,
-    has_text: np.ndarray | None = None,
-    has_image: np.ndarray | None = None,
-) -> PinFeatures:
-    return PinFeatures(
-        [X.texts[i] for i in rows],
-        X.images[rows],
-        X.has_text[rows] if has_text is None else has_text,
-        X.has_image[rows] if has_image is None else has_image,
-    )

@@ -75,12 +75,7 @@ class UserPins:
     scale).
     """
 
-    def __init__(
-        self,
-        train_blocks: list,
-        train_y: np.ndarray,
-        n_classes: int,
-    ) -> None:
+    def __init__(self, train_blocks: list, train_y: np.ndarray, n_classes: int) -> None:
         train_y = np.asarray(train_y, dtype=np.int64)
         counts = np.bincount(train_y, minlength=n_classes)
         if (counts == 0).any():
