@@ -60,13 +60,22 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         return self.image_model_.named_steps["l2"].transform(images).astype(np.float32)
 
     # --- phase 1 and fusion ------------------------------------------------------------------
-    def modality_proba(self, X: PinFeatures) -> tuple[np.ndarray, np.ndarray]:
-        """r_text and r_image; a missing modality contributes ones (no information)."""
+    def modality_proba(
+        self, X: PinFeatures, text_vectors: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """r_text and r_image; a missing modality contributes ones (no information).
+
+        ``text_vectors`` (of all of ``X``'s texts) saves tokenising them again."""
         n, m = len(X), len(self.classes_)
         r_text, r_image = np.ones((n, m)), np.ones((n, m))
         if X.has_text.any():
-            texts = [X.texts[i] for i in np.flatnonzero(X.has_text)]
-            r_text[X.has_text] = self.text_model_.predict_proba(texts)
+            rows = np.flatnonzero(X.has_text)
+            vectors = (
+                self.text_vectors([X.texts[i] for i in rows])
+                if text_vectors is None
+                else text_vectors[rows]
+            )
+            r_text[X.has_text] = self.text_model_.named_steps["logistic"].predict_proba(vectors)
         if X.has_image.any():
             r_image[X.has_image] = self.image_model_.predict_proba(X.images[X.has_image])
         return r_text, r_image
@@ -83,7 +92,13 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
             self.refiners_[space] = SimilarityRefiner(self.top_k).fit(blocks, self.train_y_)
         return self.refiners_[space]
 
-    def refine(self, scores: np.ndarray, X: PinFeatures, space: str | None = None) -> Refined:
+    def refine(
+        self,
+        scores: np.ndarray,
+        X: PinFeatures,
+        space: str | None = None,
+        text_vectors: sp.csr_matrix | None = None,
+    ) -> Refined:
         """Re-rank each pin's top-k users of ``scores`` by their most similar training pin.
 
         In the joint space a pin given with one modality only is compared in that modality's
@@ -91,7 +106,9 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         against training pins that happen to lack the other modality.
         """
         space = space or self.similarity
-        texts = sp.diags(X.has_text.astype(np.float32)) @ self.text_vectors(X.texts)
+        if text_vectors is None:
+            text_vectors = self.text_vectors(X.texts)
+        texts = sp.diags(X.has_text.astype(np.float32)) @ text_vectors
         images = self.image_vectors(X.images) * X.has_image[:, None]
         per_pin = np.full(len(X), space, dtype=object)
         if space == "joint":
@@ -108,7 +125,8 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
 
     def rank(self, X: PinFeatures) -> Refined:
         """The final ranking (cascade + refinement) with evidence, best first."""
-        return self.refine(self.predict_proba(X), X)
+        texts = self.text_vectors(X.texts)  # once, for both phases
+        return self.refine(cascade(*self.modality_proba(X, texts)), X, text_vectors=texts)
 
     def predict(self, X: PinFeatures) -> np.ndarray:
         return self.classes_[self.rank(X).users[:, 0]]
