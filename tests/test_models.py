@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -136,3 +138,38 @@ def test_similarity_statistics_match_a_brute_force():
             np.testing.assert_allclose(
                 stats[i, j], [mine[0], mine[:3].mean(), mine.mean()], rtol=1e-5, atol=1e-6
             )
+
+
+def test_select_C_stops_after_the_first_drop_and_keeps_the_exhaustive_choice():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from pinid.models.modality import select_C
+
+    rng = np.random.default_rng(9)  # 40 features for 60 pins: large C overfits
+
+    def pins(n):
+        y = rng.integers(0, 3, n)
+        X = rng.normal(size=(n, 40))
+        X[:, 0] += y
+        X[:, 1] -= y * 0.5
+        return X, y
+
+    (X_train, y_train), (X_val, y_val) = pins(60), pins(300)
+    grid = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+    model = Pipeline([("logistic", LogisticRegression(max_iter=1000))])
+    every = {
+        C: float(
+            np.mean(model.set_params(logistic__C=C).fit(X_train, y_train).predict(X_val) == y_val)
+        )
+        for C in grid
+    }
+    peak = max(grid, key=lambda C: (every[C], -C))
+    assert grid.index(peak) < len(grid) - 2  # the data does rise and then fall
+    best, scores = select_C(model, X_train, y_train, X_val, y_val, grid[::-1])
+    assert best == peak
+    fitted = list(scores)
+    assert fitted == list(grid[: len(fitted)])  # smallest C first
+    assert scores == {C: every[C] for C in fitted}
+    assert scores[fitted[-1]] < every[peak] and len(fitted) < len(grid)  # stopped at the drop
+    assert all(scores[C] <= scores[later] for C, later in pairwise(fitted[:-1]))  # then rising
