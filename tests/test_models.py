@@ -173,3 +173,36 @@ def test_select_C_stops_after_the_first_drop_and_keeps_the_exhaustive_choice():
     assert scores == {C: every[C] for C in fitted}
     assert scores[fitted[-1]] < every[peak] and len(fitted) < len(grid)  # stopped at the drop
     assert all(scores[C] <= scores[later] for C, later in pairwise(fitted[:-1]))  # then rising
+
+
+def test_past_the_peak_needs_a_rise_before_the_fall():
+    from pinid.models.modality import past_the_peak
+
+    assert past_the_peak([0.61, 0.76, 0.78, 0.77])
+    assert past_the_peak([0.27, 0.33, 0.32])
+    assert not past_the_peak([0.61, 0.76, 0.78])  # still rising
+    assert not past_the_peak([0.004, 0.003])  # underfit noise: keep going
+    assert not past_the_peak([0.004, 0.003, 0.05])
+    assert not past_the_peak([0.30, 0.29, 0.28])  # falling from the start: every C is tried
+    assert not past_the_peak([0.5, 0.6, 0.6])  # a tie is not a fall
+
+
+def test_many_users_still_get_a_fitted_image_model():
+    """With 1,500 users the mean gradient starts below scikit-learn's 1e-4: plain lbfgs stops
+    at zeros (chance accuracy); fit_model's tolerance makes it iterate."""
+    from pinid.models.modality import fit_model, make_image_model
+
+    rng = np.random.default_rng(0)
+    users, dim = 1500, 32
+    centres = rng.gamma(1.0, 1.0, dim) + rng.gamma(1.0, 0.15, (users, dim))
+
+    def pins(k):
+        X = np.repeat(centres, k, axis=0) + rng.gamma(1.0, 0.15, (users * k, dim))
+        return X, np.repeat(np.arange(users), k)
+
+    (X, y), (X_test, y_test) = pins(4), pins(1)
+    plain = make_image_model(100.0).fit(X, y)
+    assert plain[-1].n_iter_[0] == 0 and np.mean(plain.predict(X_test) == y_test) < 0.01
+    ours = fit_model(make_image_model(100.0), X, y)
+    assert ours[-1].n_iter_[0] > 5
+    assert np.mean(ours.predict(X_test) == y_test) > 0.3
