@@ -80,13 +80,13 @@ def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
 def lbfgs_tolerance(features, y: np.ndarray) -> float:
     """scikit-learn's 1e-4, or a quarter of the starting gradient where that is smaller.
 
-    lbfgs stops when no entry of the mean log-loss's gradient exceeds ``tol``. At zero that
-    gradient is (features' mean - each user's mean) / users, so with many users it starts
-    below 1e-4 and the fit stops before its first step: at 2,000 users of 35 pins
-    (benchmarks/paper_scale.py) the image view's starting gradient was 3.9e-5 and its model
-    stayed all zeros, for every C. With 117 users it is 4.6e-4, where 1e-4 asks for a 4.6-fold
-    reduction; the cap asks every fit for at least 4-fold, which leaves those fits and the
-    demo's (8.2e-3) as they were.
+    lbfgs stops when no entry of the mean log-loss's gradient exceeds ``tol``. At zero the
+    weights' gradient is (features' mean - each user's mean) / users (for users of equal
+    size), so with many users it starts below 1e-4 and the fit stops before its first step:
+    at 2,000 users of 35 pins (benchmarks/paper_scale.py) the image view's starting gradient
+    was 3.9e-5 and its model stayed all zeros, for every C. With 117 users it is 4.6e-4,
+    where 1e-4 asks for a 4.6-fold reduction; the cap asks every fit for at least 4-fold,
+    which leaves those fits and the demo's (8.2e-3) as they were.
     """
     classes, index = np.unique(np.asarray(y), return_inverse=True)
     n = features.shape[0]

@@ -24,7 +24,7 @@ def _row_norms(block) -> np.ndarray:
 
 def _scale_rows(block, factors: np.ndarray):
     """Rows times ``factors``, in float32 (a float64 intermediate of the training image block
-    took most of a second and 360 MB at the paper's scale)."""
+    took about a second and 720 MB at the paper's scale)."""
     factors = np.asarray(factors, np.float32)
     if sp.issparse(block):
         return sp.diags(factors) @ block.astype(np.float32)
