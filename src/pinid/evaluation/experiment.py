@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from pinid.models.identifier import PinIdentifier
 from pinid.models.io import save_model
 from pinid.models.modality import (
     C_GRID,
+    concurrently,
     make_char_model,
     make_image_model,
     make_text_model,
@@ -52,19 +54,21 @@ VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_i
 def tune_C(
     data: PreparedData, split: Split, views: tuple[str, ...] = tuple(VIEW_MODELS)
 ) -> tuple[dict[str, float], dict[str, dict]]:
-    """C per view by validation accuracy, each view on its own."""
+    """C per view by validation accuracy, each view on its own (the views side by side)."""
     train_X, train_y = data.part(split.ids("train"))
     val_X, val_y = data.part(split.ids("val"))
-    chosen, scores = {}, {}
-    for view in views:
+
+    def search(view: str) -> tuple[float, dict[float, float]]:
         X_train, X_val = (
             (train_X.images, val_X.images)
             if view == "image"
             else (list(train_X.texts), list(val_X.texts))
         )
-        chosen[view], scores[view] = select_C(
-            VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID
-        )
+        return select_C(VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID)
+
+    found = concurrently(*(partial(search, view) for view in views))
+    chosen = {view: C for view, (C, _) in zip(views, found, strict=True)}
+    scores = {view: fitted for view, (_, fitted) in zip(views, found, strict=True)}
     return chosen, scores
 
 

@@ -18,7 +18,6 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 import sklearn
-from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import Normalizer
 
 from pinid import __version__
@@ -259,8 +258,8 @@ def _check_consistent(model: PinIdentifier, pins: TrainingPins, doc: dict) -> No
         raise ValueError("invalid extractor record")
 
 
-def _logistic(C: float, classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray):
-    lr = LogisticRegression(C=C)
+def _fitted(lr, classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray):
+    """``lr`` (a logistic regression step, unfitted) given stored weights."""
     lr.classes_, lr.coef_, lr.intercept_ = classes, coef, intercept
     lr.n_features_in_ = coef.shape[1]
     lr.n_iter_ = np.zeros(1, dtype=np.int32)
@@ -286,10 +285,7 @@ def _rebuild_reranked(
         rows,
     ):
         raise ValueError("character classifier weights have the wrong shape")
-    char.steps[-1] = (
-        "logistic",
-        _logistic(params["C_char"], classes, a["char_coef"], a["char_intercept"]),
-    )
+    _fitted(char.named_steps["logistic"], classes, a["char_coef"], a["char_intercept"])
     reranker = Reranker(params["rerank_alpha"])
     reranker.mean_, reranker.scale_, reranker.coef_ = (
         a["rerank_mean"], a["rerank_scale"], a["rerank_coef"],
@@ -323,19 +319,13 @@ def _rebuild(doc: dict, a: dict[str, np.ndarray]) -> PinIdentifier:
     tfidf = text.named_steps["tfidf"]
     tfidf.vocabulary_ = {str(w): int(i) for w, i in doc["vocabulary"].items()}
     tfidf.idf_ = a["text_idf"]
-    text.steps[-1] = (
-        "logistic",
-        _logistic(params["C_text"], classes, a["text_coef"], a["text_intercept"]),
-    )
+    _fitted(text.named_steps["logistic"], classes, a["text_coef"], a["text_intercept"])
     model.text_model_ = text
 
     image = make_image_model(params["C_image"])
     normaliser: Normalizer = image.named_steps["l2"]
     normaliser.n_features_in_ = int(doc["n_image_features"])
-    image.steps[-1] = (
-        "logistic",
-        _logistic(params["C_image"], classes, a["image_coef"], a["image_intercept"]),
-    )
+    _fitted(image.named_steps["logistic"], classes, a["image_coef"], a["image_intercept"])
     model.image_model_ = image
 
     n_train = a["train_image"].shape[0]
