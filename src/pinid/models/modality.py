@@ -86,12 +86,13 @@ def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
 def concurrently(*calls: Callable[[], T]) -> list[T]:
     """The calls' results, in order, each call run in its own thread.
 
-    For fitting views side by side: the solvers release the GIL, the text view's sag keeps
-    one core busy and the image view's products use BLAS on all, so together they fill the
-    core that sag leaves idle (the paper-scale C grids of both views: 35.4 s side by side,
-    42.1 s one after the other, benchmarks/paper_scale.py's corpus on 2 cores).
+    For the word and image views: their solvers release the GIL, the word view's sag keeps one
+    core busy and the image view's products use BLAS on all, so side by side they fill the
+    core that sag leaves idle (their C grids at the paper's scale: 35.4 s side by side, 42.1 s
+    one after the other, benchmarks/paper_scale.py's corpus on 2 cores). On the demo's 2,059
+    pins the two fit in the same time either way.
     """
-    with ThreadPoolExecutor(len(calls)) as pool:
+    with ThreadPoolExecutor(max(1, len(calls))) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]
 

@@ -25,7 +25,7 @@ from pinid.features.dataset import PinFeatures
 from pinid.models.candidates import SIMILARITY_STATS, UserSimilarity, candidate_features
 from pinid.models.fusion import cascade
 from pinid.models.identifier import PinIdentifier
-from pinid.models.modality import concurrently, fit_model, make_char_model
+from pinid.models.modality import fit_model, make_char_model
 from pinid.models.ranking import top_k
 from pinid.models.refinement import TOP_K
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
@@ -123,11 +123,8 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
 
     def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
         base = PinIdentifier(C_text=self.C_text, C_image=self.C_image,
-                             similarity=self.similarity, top_k=self.top_k)  # fmt: skip
-        base, char = concurrently(
-            lambda: base.fit(X, y),
-            lambda: fit_model(make_char_model(self.C_char), list(X.texts), y),
-        )
+                             similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
+        char = fit_model(make_char_model(self.C_char), list(X.texts), y)
         return Views(base, char, X.texts, self.top_k)
 
     def fit(self, X: PinFeatures, y: Sequence[str], calibrate: np.ndarray | None = None):
