@@ -20,7 +20,7 @@ from sklearn.preprocessing import Normalizer
 
 from pinid.errors import DataError
 from pinid.features.text import make_char_vectorizer, make_text_vectorizer
-from pinid.models.logistic import WhitenedLogisticRegression, starting_gradient
+from pinid.models.logistic import WhitenedLogisticRegression, capped_tolerance
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 MAX_ITER = 1000
@@ -64,8 +64,9 @@ def make_image_model(C: float = 1.0) -> Pipeline:
 
 
 def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
-    """``model.fit`` (features, then the logistic regression with :func:`lbfgs_tolerance`),
-    with a text model that finds no dictionary explained in one line."""
+    """``model.fit`` (features, then the logistic regression, lbfgs with
+    :func:`~pinid.models.logistic.capped_tolerance`), with a text model that finds no
+    dictionary explained in one line."""
     try:
         # the slice shares the model's steps, so this fits them
         features = model[:-1].fit_transform(X, y) if len(model) > 1 else X
@@ -78,7 +79,7 @@ def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
         raise
     logistic = model.named_steps["logistic"]
     if isinstance(logistic, LogisticRegression) and logistic.solver == "lbfgs":
-        logistic.set_params(tol=lbfgs_tolerance(features, y))
+        logistic.set_params(tol=capped_tolerance(TOL, features, y))
     logistic.fit(features, y)
     return model
 
@@ -95,20 +96,6 @@ def concurrently(*calls: Callable[[], T]) -> list[T]:
     with ThreadPoolExecutor(max(1, len(calls))) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]
-
-
-def lbfgs_tolerance(features, y: np.ndarray) -> float:
-    """scikit-learn's 1e-4, or a quarter of the starting gradient where that is smaller.
-
-    lbfgs stops when no entry of the mean log-loss's gradient exceeds ``tol``. At zero the
-    weights' gradient is (features' mean - each user's mean) / users (for users of equal
-    size), so with many users it starts below 1e-4 and the fit stops before its first step:
-    at 2,000 users of 35 pins (benchmarks/paper_scale.py) the image view's starting gradient
-    was 3.9e-5 and its model stayed all zeros, for every C. With 117 users it is 4.6e-4,
-    where 1e-4 asks for a 4.6-fold reduction; the cap asks every fit for at least 4-fold,
-    which leaves those fits and the demo's (8.2e-3) as they were.
-    """
-    return min(TOL, starting_gradient(features, y) / 4)
 
 
 def select_C(
