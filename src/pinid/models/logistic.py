@@ -23,7 +23,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 COVARIANCE_ROWS = 8_192  # a preconditioner need not be exact; this bounds its cost
 
@@ -42,9 +42,7 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> WhitenedLogisticRegression:
-        if sp.issparse(X):
-            raise TypeError("WhitenedLogisticRegression needs dense features")
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = check_array(X, dtype=np.float32, order="C")  # dense, finite
         self.classes_, labels = np.unique(np.asarray(y), return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("need two or more classes")
