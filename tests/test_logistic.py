@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression
 
-from pinid.models.logistic import WhitenedLogisticRegression
+from pinid.models.logistic import WhitenedLogisticRegression, capped_tolerance
 
 
 def _anisotropic(n: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -28,16 +29,43 @@ def test_fits_scikit_learns_model():
     assert (ours.predict(X) == theirs.predict(X)).all()
 
 
-def test_two_users_keep_scikit_learns_shape_and_penalty():
-    """Two softmax columns w0, w1 with |w0|² + |w1|² penalised are the binomial model with
-    w = w1 - w0 and |w|²/2 penalised: scikit-learn's binary fit at twice the C."""
+def test_two_users_get_scikit_learns_binary_model():
     X, y = _anisotropic(300, 2, seed=1)
     labels = np.array(["ann", "bob"])[y]
     ours = WhitenedLogisticRegression(C=1.0, tol=1e-9).fit(X, labels)
-    theirs = LogisticRegression(C=2.0, tol=1e-10, max_iter=100_000).fit(X, labels)
+    theirs = LogisticRegression(C=1.0, tol=1e-10, max_iter=100_000).fit(X, labels)
     assert ours.coef_.shape == (1, 30) and ours.intercept_.shape == (1,)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-3)
+    assert (ours.predict(X) == theirs.predict(X)).all()
     assert list(ours.classes_) == ["ann", "bob"]
+
+
+def test_stops_by_scikit_learns_rule():
+    """At the default tol, scikit-learn's own gradient (float64, its parameters W and b) has
+    no entry above 1e-4 at the fitted weights."""
+    X, y = _anisotropic(400, 4)
+    C = 10.0
+    ours = WhitenedLogisticRegression(C=C).fit(X, y)
+    n = len(y)
+    scores = X @ ours.coef_.T + ours.intercept_
+    residual = softmax(scores, axis=1)
+    residual[np.arange(n), y] -= 1.0
+    residual /= n
+    gradient_W = X.T @ residual + ours.coef_.T / (C * n)
+    largest = max(np.abs(gradient_W).max(), np.abs(residual.sum(axis=0)).max())
+    assert 1e-6 < largest <= 1.05e-4  # stopped at the tolerance, not far past it
+
+
+def test_tolerance_cap_is_a_quarter_of_the_starting_gradient():
+    rng = np.random.default_rng(3)
+    X = rng.random((6000, 5))
+    for users, capped in ((3, False), (2000, True)):
+        y = np.repeat(np.arange(users), 6000 // users)
+        one_hot = np.eye(users)[y]
+        start = np.abs(X.T @ (1.0 / users - one_hot) / len(y)).max()  # gradient at zero
+        expected = start / 4 if capped else 1e-4
+        assert (start / 4 < 1e-4) == capped
+        assert capped_tolerance(1e-4, X, y) == pytest.approx(expected)
 
 
 def test_whitening_saves_iterations_at_scikit_learns_tolerance():

@@ -215,4 +215,5 @@ def test_many_users_still_get_fitted_views():
     assert plain[-1].n_iter_[0] == 0 and np.mean(plain.predict(X_test) == y_test) < 0.01
     for fitted in (fit_model(lbfgs(), X, y), make_image_model(100.0).fit(X, y)):
         assert fitted[-1].n_iter_[0] > 5
-        assert np.mean(fitted.predict(X_test) == y_test) > 0.3
+        # 0.43 for both; the whitened fit without the cap stops after 1 iteration at 0.30
+        assert np.mean(fitted.predict(X_test) == y_test) > 0.4

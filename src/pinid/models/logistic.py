@@ -23,17 +23,17 @@ from scipy.optimize import minimize
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
-COVARIANCE_ROWS = 8_192  # a preconditioner need not be exact; this bounds its cost
+COVARIANCE_ROWS = 8_192  # about (at most twice); a preconditioner need not be exact
 
 
 class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
     """``LogisticRegression(C=C)``'s model, fitted by L-BFGS on whitened features.
 
-    ``tol`` is capped at a quarter of the starting gradient (:func:`capped_tolerance`). Two
-    users get the two-column softmax, which is scikit-learn's binary model at twice the C, in
-    its (1, d) shape.
+    ``tol`` is capped at a quarter of the starting gradient (:func:`capped_tolerance`). For
+    two users the two-column softmax is fitted with twice the penalty, which makes it
+    scikit-learn's binary model at the same C, returned in its (1, d) shape.
     """
 
     def __init__(self, C: float = 1.0, tol: float = 1e-4, max_iter: int = 1000) -> None:
@@ -42,8 +42,8 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> WhitenedLogisticRegression:
-        X = check_array(X, dtype=np.float32, order="C")  # dense, finite
-        self.classes_, labels = np.unique(np.asarray(y), return_inverse=True)
+        X, y = check_X_y(X, y, dtype=np.float32, order="C")  # dense, finite, same length
+        self.classes_, labels = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("need two or more classes")
         n, d = X.shape
@@ -52,7 +52,8 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
         P = _whitener(X, mean, alpha=k / (self.C * n))
         mean32 = mean.astype(np.float32)
         rows = np.arange(n)
-        penalty = 1.0 / (self.C * n)
+        # two columns w0 = -w1 = w/2 carry |w|²/2: twice the penalty is scikit-learn's binary one
+        penalty = (2.0 if k == 2 else 1.0) / (self.C * n)
         latest: dict = {}
 
         def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -81,6 +82,7 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
 
         def small_gradient(intermediate_result) -> None:
             if latest["largest"] <= tol and np.array_equal(latest["theta"], intermediate_result.x):
+                latest["converged"] = True
                 raise StopIteration
 
         result = minimize(
@@ -96,13 +98,13 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
                 "maxls": 50,
             },
         )
-        if result.nit >= self.max_iter:
+        if not latest.get("converged") and result.status != 0:  # 0: L-BFGS's own ftol stop
             warnings.warn(
-                f"L-BFGS did not converge in {self.max_iter} iterations",
+                f"L-BFGS stopped before the gradient fell below {tol:.2g}: {result.message}",
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        W = P @ result.x[: d * k].reshape(d, k).astype(np.float32)
+        W = (P @ result.x[: d * k].reshape(d, k).astype(np.float32)).astype(np.float64)
         intercept = result.x[d * k :] - mean @ W
         if k == 2:  # scikit-learn's shape for two classes: the second class's margin
             self.coef_ = (W[:, 1] - W[:, 0])[None, :]
@@ -115,7 +117,12 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
-        scores = np.asarray(X) @ self.coef_.T + self.intercept_
+        X = check_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features; the model was fitted on {self.n_features_in_}"
+            )
+        scores = X @ self.coef_.T + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -126,7 +133,8 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
         return softmax(scores, axis=1)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        scores = self.decision_function(X)
+        return self.classes_[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)]
 
 
 def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
@@ -150,7 +158,8 @@ def capped_tolerance(tol: float, features, labels: np.ndarray) -> float:
     """
     classes, index = np.unique(np.asarray(labels), return_inverse=True)
     n = features.shape[0]
-    ones = np.ones(n, dtype=features.dtype)  # float32 features stay float32: no 2x copy
+    # float32 features stay float32 (no float64 copy of them); integers become floats
+    ones = np.ones(n, dtype=np.result_type(features.dtype, np.float32))
     per_user = sp.csr_matrix((ones, (index, np.arange(n))), shape=(len(classes), n))
     user_sums = per_user @ features
     user_sums = user_sums.toarray() if sp.issparse(user_sums) else np.asarray(user_sums)

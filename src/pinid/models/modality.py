@@ -64,7 +64,7 @@ def make_image_model(C: float = 1.0) -> Pipeline:
 
 
 def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
-    """``model.fit`` (features, then the logistic regression, lbfgs with
+    """``model.fit`` (features, then the logistic regression; scikit-learn's lbfgs gets
     :func:`~pinid.models.logistic.capped_tolerance`), with a text model that finds no
     dictionary explained in one line."""
     try:
