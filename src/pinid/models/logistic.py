@@ -49,8 +49,8 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
         n, d = X.shape
         k = len(self.classes_)
         mean = X.mean(axis=0, dtype=np.float64)
-        P = _whitener(X, mean, alpha=k / (self.C * n))
         mean32 = mean.astype(np.float32)
+        P = _whitener(X, mean32, alpha=k / (self.C * n))
         rows = np.arange(n)
         # two columns w0 = -w1 = w/2 carry |w|²/2: twice the penalty is scikit-learn's binary one
         penalty = (2.0 if k == 2 else 1.0) / (self.C * n)
@@ -139,7 +139,7 @@ class WhitenedLogisticRegression(ClassifierMixin, BaseEstimator):
 
 def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
     """``(Σ + alpha·I)^(-1/2)`` (float32), ``Σ`` estimated on evenly spaced rows of ``X``."""
-    sample = X[:: max(1, len(X) // COVARIANCE_ROWS)] - mean.astype(np.float32)
+    sample = X[:: max(1, len(X) // COVARIANCE_ROWS)] - mean
     values, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64) / len(sample))
     scale = 1.0 / np.sqrt(np.maximum(values, 0.0) + alpha)
     return ((vectors * scale) @ vectors.T).astype(np.float32)
