@@ -1,4 +1,5 @@
-"""The image view's logistic regression: scikit-learn's model, reached in fewer iterations."""
+"""The views' logistic regression: scikit-learn's model, reached in fewer iterations, for dense
+CNN features and sparse tf-idf alike."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import scipy.sparse as sp
 from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression
 
-from pinid.models.logistic import WhitenedLogisticRegression, capped_tolerance
+from pinid.models.logistic import PreconditionedLogisticRegression, capped_tolerance
 
 
 def _anisotropic(n: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -20,9 +21,21 @@ def _anisotropic(n: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.nd
     return X * np.geomspace(0.01, 3.0, 30), y
 
 
-def test_fits_scikit_learns_model():
-    X, y = _anisotropic(400, 4)
-    ours = WhitenedLogisticRegression(C=10.0, tol=1e-9).fit(X, y)
+def _bag_of_words(n: int, classes: int, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+    """L2-normalised word counts: six words a pin from a Zipfian vocabulary of 300 skewed per
+    user, so frequent and rare words' columns differ in spread by orders of magnitude."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    skew = 1.0 + 8.0 * rng.gamma(0.3, 1.0, (classes, 300))
+    p = skew[y] / np.arange(1, 301)
+    counts = np.array([rng.multinomial(6, row / row.sum()) for row in p], dtype=float)
+    return sp.csr_matrix(counts / np.linalg.norm(counts, axis=1, keepdims=True)), y
+
+
+@pytest.mark.parametrize("features", [_anisotropic, _bag_of_words])
+def test_fits_scikit_learns_model(features):
+    X, y = features(400, 4)
+    ours = PreconditionedLogisticRegression(C=10.0, tol=1e-9).fit(X, y)
     theirs = LogisticRegression(C=10.0, tol=1e-10, max_iter=100_000).fit(X, y)
     np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=2e-3 * np.abs(theirs.coef_).max())
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-3)
@@ -32,7 +45,7 @@ def test_fits_scikit_learns_model():
 def test_two_users_get_scikit_learns_binary_model():
     X, y = _anisotropic(300, 2, seed=1)
     labels = np.array(["ann", "bob"])[y]
-    ours = WhitenedLogisticRegression(C=1.0, tol=1e-9).fit(X, labels)
+    ours = PreconditionedLogisticRegression(C=1.0, tol=1e-9).fit(X, labels)
     theirs = LogisticRegression(C=1.0, tol=1e-10, max_iter=100_000).fit(X, labels)
     assert ours.coef_.shape == (1, 30) and ours.intercept_.shape == (1,)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-3)
@@ -40,18 +53,19 @@ def test_two_users_get_scikit_learns_binary_model():
     assert list(ours.classes_) == ["ann", "bob"]
 
 
-def test_stops_by_scikit_learns_rule():
+@pytest.mark.parametrize("features", [_anisotropic, _bag_of_words])
+def test_stops_by_scikit_learns_rule(features):
     """At the default tol, scikit-learn's own gradient (float64, its parameters W and b) has
     no entry above 1e-4 at the fitted weights."""
-    X, y = _anisotropic(400, 4)
+    X, y = features(400, 4)
     C = 10.0
-    ours = WhitenedLogisticRegression(C=C).fit(X, y)
+    ours = PreconditionedLogisticRegression(C=C).fit(X, y)
     n = len(y)
-    scores = X @ ours.coef_.T + ours.intercept_
+    scores = np.asarray(X @ ours.coef_.T) + ours.intercept_
     residual = softmax(scores, axis=1)
     residual[np.arange(n), y] -= 1.0
     residual /= n
-    gradient_W = X.T @ residual + ours.coef_.T / (C * n)
+    gradient_W = np.asarray(X.T @ residual) + ours.coef_.T / (C * n)
     largest = max(np.abs(gradient_W).max(), np.abs(residual.sum(axis=0)).max())
     assert 1e-6 < largest <= 1.05e-4  # stopped at the tolerance, not far past it
 
@@ -68,16 +82,23 @@ def test_tolerance_cap_is_a_quarter_of_the_starting_gradient():
         assert capped_tolerance(1e-4, X, y) == pytest.approx(expected)
 
 
-def test_whitening_saves_iterations_at_scikit_learns_tolerance():
-    X, y = _anisotropic(1000, 10)  # scikit-learn: 1,160 iterations; whitened: 57
-    ours = WhitenedLogisticRegression(C=100.0).fit(X, y)
+@pytest.mark.parametrize("features", [_anisotropic, _bag_of_words])
+def test_preconditioning_saves_iterations_at_scikit_learns_tolerance(features):
+    # scikit-learn: 1,160 iterations on the dense features, 121 on the words; ours: 57 and 35
+    X, y = features(1000, 10)
+    ours = PreconditionedLogisticRegression(C=100.0).fit(X, y)
     theirs = LogisticRegression(C=100.0, max_iter=10_000).fit(X, y)
     assert ours.n_iter_[0] * 3 < theirs.n_iter_[0]
     assert np.mean(ours.predict(X) == theirs.predict(X)) > 0.98
 
 
-def test_refuses_sparse_or_non_finite_features():
-    with pytest.raises(TypeError, match="dense"):
-        WhitenedLogisticRegression().fit(sp.csr_matrix(np.eye(3)), [0, 1, 2])
-    with pytest.raises(ValueError, match="NaN"):
-        WhitenedLogisticRegression().fit(np.array([[np.nan, 1.0], [1.0, 2.0]]), [0, 1])
+def test_sparse_features_stay_sparse_and_predict_as_dense():
+    X, y = _bag_of_words(300, 3)
+    ours = PreconditionedLogisticRegression(C=10.0).fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(X), ours.predict_proba(X.toarray()), atol=1e-12)
+
+
+def test_refuses_non_finite_features():
+    for X in (np.array([[np.nan, 1.0], [1.0, 2.0]]), sp.csr_matrix([[np.inf, 1.0], [1.0, 2.0]])):
+        with pytest.raises(ValueError, match=r"NaN|infinity"):
+            PreconditionedLogisticRegression().fit(X, [0, 1])

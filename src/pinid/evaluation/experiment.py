@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from pinid.models.identifier import PinIdentifier
 from pinid.models.io import save_model
 from pinid.models.modality import (
     C_GRID,
-    concurrently,
     make_char_model,
     make_image_model,
     make_text_model,
@@ -66,13 +64,7 @@ def tune_C(
         )
         return select_C(VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID)
 
-    # The word view's sag (one core) beside the image view's products (BLAS, both cores); the
-    # character view's lbfgs is left out: beside them it slowed the demo's search (11.5-16.9 s
-    # against 10.6 s one view after another).
-    paired = [view for view in views if view in ("text", "image")]
-    searched = concurrently(*(partial(search, view) for view in paired))
-    found = dict(zip(paired, searched, strict=True))
-    found |= {view: search(view) for view in views if view not in paired}
+    found = {view: search(view) for view in views}
     chosen = {view: found[view][0] for view in views}
     scores = {view: found[view][1] for view in views}
     return chosen, scores

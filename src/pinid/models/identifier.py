@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pinid.features.dataset import PinFeatures
 from pinid.models.fusion import cascade
-from pinid.models.modality import concurrently, fit_model, make_image_model, make_text_model
+from pinid.models.modality import fit_model, make_image_model, make_text_model
 from pinid.models.refinement import TOP_K, Refined, SimilarityRefiner
 from pinid.models.similarity import make_space
 
@@ -40,10 +40,8 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         if not (X.has_image.all()):
             raise ValueError("training pins need an image; drop unreadable ones first")
         self.classes_ = np.unique(y)
-        self.text_model_, self.image_model_ = concurrently(
-            lambda: fit_model(make_text_model(self.C_text), list(X.texts), y),
-            lambda: fit_model(make_image_model(self.C_image), X.images, y),
-        )
+        self.text_model_ = fit_model(make_text_model(self.C_text), list(X.texts), y)
+        self.image_model_ = fit_model(make_image_model(self.C_image), X.images, y)
         for model in (self.text_model_, self.image_model_):
             assert np.array_equal(model.classes_, self.classes_)
         self.train_y_ = np.searchsorted(self.classes_, y)

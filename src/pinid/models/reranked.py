@@ -122,9 +122,10 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
+        # the character view first: its solver's peak then meets none of the base's vectors
+        char = fit_model(make_char_model(self.C_char), list(X.texts), y)
         base = PinIdentifier(C_text=self.C_text, C_image=self.C_image,
                              similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
-        char = fit_model(make_char_model(self.C_char), list(X.texts), y)
         return Views(base, char, X.texts, self.top_k)
 
     def fit(self, X: PinFeatures, y: Sequence[str], calibrate: np.ndarray | None = None):
@@ -162,20 +163,27 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         features = np.zeros((len(variants), n, k, N_CANDIDATE_FEATURES))
         truth = np.full((len(variants), n), -1)
         for inside, outside in folds.split(np.zeros(n), y):
-            views = self._fit_views(X.take(inside), y[inside])
-            fold_classes = np.searchsorted(self.classes_, views.base.classes_)
-            author = np.searchsorted(self.classes_, y[outside])
-            for v, (has_text, has_image) in enumerate(variants):
-                query = replace(
-                    X.take(outside), has_text=has_text[outside], has_image=has_image[outside]
-                )
-                _, candidates, fold_features = views.candidates(query)
-                hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
-                truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-                features[v, outside] = fold_features.reshape(len(outside), k, -1)
+            # one fold's views at a time: they are let go before the next fold's are fitted
+            self._fill_fold(X, y, inside, outside, variants, features, truth)
         usable = np.concatenate([(t | i) for t, i in variants])  # a variant with no modality
         truth = np.where(usable, truth.ravel(), -1)  # (text-only of a textless pin) is skipped
         return features.reshape(-1, N_CANDIDATE_FEATURES), truth, k
+
+    def _fill_fold(self, X, y, inside, outside, variants, features, truth) -> None:
+        """Candidate features and author positions of the pins ``outside``, from views fitted on
+        the pins ``inside``."""
+        views = self._fit_views(X.take(inside), y[inside])
+        fold_classes = np.searchsorted(self.classes_, views.base.classes_)
+        author = np.searchsorted(self.classes_, y[outside])
+        k = features.shape[2]
+        for v, (has_text, has_image) in enumerate(variants):
+            query = replace(
+                X.take(outside), has_text=has_text[outside], has_image=has_image[outside]
+            )
+            _, candidates, fold_features = views.candidates(query)
+            hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
+            truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+            features[v, outside] = fold_features.reshape(len(outside), k, -1)
 
     def rerank(self, X: PinFeatures) -> Reranked:
         fused, candidates, features = self.views_.candidates(X)
