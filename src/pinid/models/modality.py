@@ -32,9 +32,9 @@ def make_text_model(C: float = 1.0) -> Pipeline:
     """tf-idf (dictionary from the fitted pins, words in one pin dropped) -> logistic regression.
 
     The solver scales each word by its spread (:mod:`pinid.models.logistic`): at the paper's
-    scale (benchmarks/paper_scale.py's corpus) it fitted C = 0.1, 1, 10, 100 in 0.7 / 1.8 / 3.6
-    / 3.7 s where scikit-learn's sag took 2.6 / 3.4 / 6.5 / 30.5 s and its lbfgs 3.9 / 12.3 /
-    38.3 / 55.3 s, validation accuracies within 0.4 point.
+    scale (benchmarks/paper_scale.py's corpus) it fitted C = 0.1, 1, 10, 100 in 1.6 / 2.2 / 3.6
+    / 4.9 s where scikit-learn's sag took 2.6 / 3.4 / 6.5 / 30.5 s and its lbfgs 3.9 / 12.3 /
+    38.3 / 55.3 s, validation accuracies within 0.1 point of sag's.
     """
     return Pipeline([("tfidf", make_text_vectorizer()), ("logistic", _logistic(C))])
 
@@ -83,7 +83,7 @@ def select_C(
     validation accuracy rises with C up to a peak and then falls (on every view of the demo
     and the paper-scale corpora), so a larger C would not be chosen, and the largest C costs
     the most iterations (with scikit-learn's sag the text view's C=100 at the paper's scale took
-    34 s, after 12 s for the three others; with pinid's solver 3.7 s after 6.1 s).
+    34 s, after 12 s for the three others; with pinid's solver 4.9 s after 7.4 s).
 
     Each C is fitted from zero. A warm-started path (each C from the previous solution) took
     the text view's grid from 339 s to 53 s at the paper's scale but is not used: lbfgs stops
