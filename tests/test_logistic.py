@@ -93,7 +93,7 @@ def test_preconditioning_saves_iterations_at_scikit_learns_tolerance(features):
     assert np.mean(ours.predict(X) == theirs.predict(X)) > 0.98
 
 
-def test_sparse_features_stay_sparse_and_predict_as_dense():
+def test_sparse_and_dense_forms_of_one_matrix_predict_alike():
     X, y = _bag_of_words(300, 3)
     ours = PreconditionedLogisticRegression(C=10.0).fit(X, y)
     np.testing.assert_allclose(ours.predict_proba(X), ours.predict_proba(X.toarray()), atol=1e-12)
