@@ -55,18 +55,16 @@ def tune_C(
     """C per view by validation accuracy, each view on its own."""
     train_X, train_y = data.part(split.ids("train"))
     val_X, val_y = data.part(split.ids("val"))
-
-    def search(view: str) -> tuple[float, dict[float, float]]:
+    chosen, scores = {}, {}
+    for view in views:
         X_train, X_val = (
             (train_X.images, val_X.images)
             if view == "image"
             else (list(train_X.texts), list(val_X.texts))
         )
-        return select_C(VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID)
-
-    found = {view: search(view) for view in views}
-    chosen = {view: found[view][0] for view in views}
-    scores = {view: found[view][1] for view in views}
+        chosen[view], scores[view] = select_C(
+            VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID
+        )
     return chosen, scores
 
 
