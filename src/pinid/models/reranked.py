@@ -178,10 +178,9 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         fold_classes = np.searchsorted(self.classes_, views.base.classes_)
         author = np.searchsorted(self.classes_, y[outside])
         k = features.shape[2]
+        pins = X.take(outside)
         for v, (has_text, has_image) in enumerate(variants):
-            query = replace(
-                X.take(outside), has_text=has_text[outside], has_image=has_image[outside]
-            )
+            query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
             _, candidates, fold_features = views.candidates(query)
             hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
             truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
