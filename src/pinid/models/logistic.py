@@ -166,9 +166,10 @@ def _feature_scales(X: sp.csr_matrix, mean: np.ndarray, alpha: float) -> np.ndar
     Features that always occur together (a word's overlapping character n-grams) are scaled up
     together by the full ``(σ² + alpha)^(-1/2)``, which over-stretches their common direction:
     the demo's character view took 78 and 88 iterations at C = 10 and 100 (scikit-learn's
-    lbfgs 45 and 54), against 24 and 34 with half the scaling. At the paper's scale full
-    scaling was slightly better (characters, C = 10: 19 against 22 iterations; words, C = 100:
-    15 against 31, 2.2 against 4.4 s); without scaling the characters took 99.
+    lbfgs 45 and 54), against 24 and 34 with half the scaling. On benchmarks/synthetic.py's
+    corpora full scaling was slightly better (characters, half the paper's pins, C = 10: 19
+    against 22 iterations, 99 unscaled; words, the paper's pins, C = 100: 15 against 31, 2.2
+    against 4.4 s).
     """
     squares = np.asarray(X.multiply(X).mean(axis=0, dtype=np.float64)).ravel()
     variances = np.maximum(squares - mean**2, 0.0)
