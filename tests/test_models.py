@@ -5,7 +5,9 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
+from scipy.special import softmax
 
 from pinid.models.fusion import cascade, late
 from pinid.models.ranking import top_k
@@ -119,6 +121,53 @@ def test_refinement_matches_a_brute_force_over_every_training_pin():
             np.testing.assert_allclose(similarity, sims[i, mine].max(), rtol=1e-5)
         assert set(refined.users[i]) == set(top_k(scores[i : i + 1], 10)[0])
     assert refined.evidence[-1, refined.users[-1].tolist().index(y[5])] == 5
+
+
+def _counting_pairs(refiner: SimilarityRefiner) -> list[int]:
+    """The number of (pin, user) pairs of each similarity search the refiner runs."""
+    counts, search = [], refiner.users_.nearest_pairs
+
+    def counted(query_blocks, rows, users, m):
+        counts.append(len(users))
+        return search(query_blocks, rows, users, m)
+
+    refiner.users_.nearest_pairs = counted
+    return counts
+
+
+@pytest.mark.parametrize("space", ["image", "joint"])
+def test_best_is_the_refined_top_user_from_fewer_similarities(space):
+    rng = np.random.default_rng(5)
+    n_train, n_users, n = 300, 25, 200
+    y = np.concatenate([np.arange(n_users), rng.integers(0, n_users, n_train - n_users)])
+    text = sp.random(n_train + n, 40, 0.15, random_state=6, format="csr")
+    image = rng.random((n_train + n, 16))
+    twins = np.flatnonzero((y == 3) | (y == 4))  # users 3 and 4: the same pin, so equal l
+    image[twins] = image[twins[0]]
+    text = sp.diags(np.isin(np.arange(n_train + n), twins, invert=True).astype(float)) @ text
+    blocks = make_space(space, text[:n_train], image[:n_train])
+    query = make_space(space, text[n_train:], image[n_train:])
+    peaked = softmax(rng.normal(scale=4.0, size=(n // 2, n_users)), axis=1)
+    flat = rng.random((n - n // 2, n_users))
+    scores = np.vstack([peaked, flat])
+    scores[:20, 3] = scores[:20, 4] = 2.0  # equal fused and refined scores: refine's tie rule
+    refiner = SimilarityRefiner(top_k=10, chunk_size=64).fit(blocks, y)
+    ranked = refiner.refine(scores, query).users[:, 0]
+    searched = _counting_pairs(refiner)
+    np.testing.assert_array_equal(refiner.best(scores, query), ranked)
+    assert 0 < sum(searched) < 0.6 * n * 10  # peaked rows need their leader alone, mostly
+    assert (ranked != top_k(scores, 1)[:, 0]).any()  # refinement changed some answers
+
+
+def test_best_lets_a_runner_up_with_a_closer_pin_overtake_the_leader():
+    refiner = _toy_refiner()
+    query = make_space("image", sp.csr_matrix((2, 1)), np.array([[0.0, 1.0], [0.0, 1.0]]))
+    # row 0: user 0 leads but its pins are far (l = 0.11); user 1 has the pin itself (l = 1).
+    # row 1: user 1's fused score is below user 0's refined one, so it cannot overtake.
+    scores = np.array([[0.50, 0.45, 0.05], [0.99, 0.10, 0.0]])
+    searched = _counting_pairs(refiner)
+    assert refiner.best(scores, query).tolist() == [1, 0]
+    assert sum(searched) == 3  # both leaders, and only row 0's runner-up
 
 
 def test_similarity_statistics_match_a_brute_force():

@@ -94,25 +94,29 @@ class UserPins:
     def nearest(self, query_blocks: list, candidates: np.ndarray, m: int) -> Nearest:
         """Each pin's ``m`` most similar training pins of each of its candidates (n, k)."""
         n, k = candidates.shape
-        out = Nearest(
-            np.full((n, k, m), np.nan, np.float32),
-            np.full((n, k, m), -1, np.int64),
-            np.empty((n, k), np.float32),
-        )
-        out.mean[:] = np.take_along_axis(cosine(query_blocks, self.means), candidates, axis=1)
-        flat = candidates.ravel()
-        by_user = np.argsort(flat, kind="stable")
-        users, first = np.unique(flat[by_user], return_index=True)
-        for user, begin, end in zip(users, first, [*first[1:], len(flat)], strict=True):
+        similarity, pins = self.nearest_pairs(query_blocks, np.repeat(np.arange(n), k),
+                                              candidates.ravel(), m)  # fmt: skip
+        mean = np.take_along_axis(cosine(query_blocks, self.means), candidates, axis=1)
+        return Nearest(similarity.reshape(n, k, m), pins.reshape(n, k, m), mean)
+
+    def nearest_pairs(
+        self, query_blocks: list, rows: np.ndarray, users: np.ndarray, m: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each pair (query row, user), that user's ``m`` training pins most similar to the
+        row: similarities and indices (p, m), best first, NaN and -1 past the user's pins."""
+        similarity = np.full((len(users), m), np.nan, np.float32)
+        pins = np.full((len(users), m), -1, np.int64)
+        by_user = np.argsort(users, kind="stable")
+        present, first = np.unique(users[by_user], return_index=True)
+        ends = np.append(first[1:], len(users))[: len(first)]  # none when there are no pairs
+        for user, begin, end in zip(present, first, ends, strict=True):
             pairs = by_user[begin:end]
-            rows = pairs // k
-            S = cosine(take_rows(query_blocks, rows), self.per_user[user])
+            S = cosine(take_rows(query_blocks, rows[pairs]), self.per_user[user])
             columns = _best_columns(S, min(m, S.shape[1]))
-            sims = np.take_along_axis(S, columns, axis=1)
             width = columns.shape[1]
-            out.similarity.reshape(n * k, m)[pairs, :width] = sims
-            out.pins.reshape(n * k, m)[pairs, :width] = self.order[self.starts[user] + columns]
-        return out
+            similarity[pairs, :width] = np.take_along_axis(S, columns, axis=1)
+            pins[pairs, :width] = self.order[self.starts[user] + columns]
+        return similarity, pins
 
 
 @dataclass
