@@ -66,6 +66,23 @@ def _generated(n_users: int = 12, per_user: int = 10, seed: int = 3) -> Prepared
     return PreparedData(dataset, features)
 
 
+def test_identifier_predicts_its_rankings_top_user_for_any_modalities():
+    from pinid.models.identifier import PinIdentifier
+
+    data = _generated()
+    X, y = data.features, [p.user for p in data.dataset.pins]
+    model = PinIdentifier(C_text=10.0, C_image=1.0).fit(X, y)
+    Xh = _generated(seed=4).features
+    none = np.zeros(len(Xh), bool)
+    mixed = Xh.has_text.copy()
+    mixed[::3] = False  # a third image only, a third text only, a third both
+    both = PinFeatures(Xh.texts, Xh.images, mixed, Xh.has_image & (np.arange(len(Xh)) % 3 != 1))
+    for pins in (Xh, both, PinFeatures(Xh.texts, Xh.images, Xh.has_text, none)):
+        ranked = model.rank(pins)
+        np.testing.assert_array_equal(model.predict(pins), model.classes_[ranked.users[:, 0]])
+    assert (ranked.users[:, 0] != ranked.users[:, 0][0]).any()  # not one answer for all
+
+
 def test_reranked_identifier_ranks_candidates_with_probabilities_summing_to_one():
     data = _generated()
     X, y = data.features, [p.user for p in data.dataset.pins]

@@ -7,7 +7,7 @@ input is :class:`PinFeatures` because a pin has two modalities.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,27 +57,35 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
 
     def image_vectors(self, images: np.ndarray) -> np.ndarray:
         """L2-normalised CNN features, the space the image classifier sees."""
-        return self.image_model_.named_steps["l2"].transform(images).astype(np.float32)
+        return self.image_model_.named_steps["l2"].transform(images).astype(np.float32, copy=False)
 
     # --- phase 1 and fusion ------------------------------------------------------------------
     def modality_proba(
-        self, X: PinFeatures, text_vectors: sp.csr_matrix | None = None
+        self,
+        X: PinFeatures,
+        text_vectors: sp.csr_matrix | None = None,
+        image_vectors: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """r_text and r_image; a missing modality contributes ones (no information).
 
-        ``text_vectors`` (of all of ``X``'s texts) saves tokenising them again."""
+        ``text_vectors`` and ``image_vectors`` (of all of ``X``'s pins) save computing them
+        again."""
         n, m = len(X), len(self.classes_)
         r_text, r_image = np.ones((n, m)), np.ones((n, m))
         if X.has_text.any():
-            rows = np.flatnonzero(X.has_text)
             vectors = (
-                self.text_vectors([X.texts[i] for i in rows])
+                self.text_vectors(_present(X.texts, X.has_text))
                 if text_vectors is None
-                else text_vectors[rows]
+                else _present(text_vectors, X.has_text)
             )
             r_text[X.has_text] = self.text_model_.named_steps["logistic"].predict_proba(vectors)
         if X.has_image.any():
-            r_image[X.has_image] = self.image_model_.predict_proba(X.images[X.has_image])
+            vectors = (
+                self.image_vectors(_present(X.images, X.has_image))
+                if image_vectors is None
+                else _present(image_vectors, X.has_image)
+            )
+            r_image[X.has_image] = self.image_model_.named_steps["logistic"].predict_proba(vectors)
         return r_text, r_image
 
     def predict_proba(self, X: PinFeatures) -> np.ndarray:
@@ -98,35 +106,66 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         X: PinFeatures,
         space: str | None = None,
         text_vectors: sp.csr_matrix | None = None,
+        image_vectors: np.ndarray | None = None,
     ) -> Refined:
-        """Re-rank each pin's top-k users of ``scores`` by their most similar training pin.
+        """Re-rank each pin's top-k users of ``scores`` by their most similar training pin."""
+        parts = [
+            (rows, self.refiner(name).refine(scores[rows], query))
+            for name, rows, query in self._queries(X, space, text_vectors, image_vectors)
+        ]
+        if len(parts) == 1:
+            return parts[0][1]
+        return Refined.gather(parts, len(X))
+
+    def _queries(
+        self,
+        X: PinFeatures,
+        space: str | None,
+        text_vectors: sp.csr_matrix | None,
+        image_vectors: np.ndarray | None,
+    ) -> Iterator[tuple[str, np.ndarray, list]]:
+        """(space, rows, query blocks) for each space the pins of ``X`` are compared in.
 
         In the joint space a pin given with one modality only is compared in that modality's
         space: against joint training vectors it would score at most 1/sqrt(2), and higher
         against training pins that happen to lack the other modality.
         """
         space = space or self.similarity
-        if text_vectors is None:
-            text_vectors = self.text_vectors(X.texts)
-        texts = sp.diags(X.has_text.astype(np.float32)) @ text_vectors
-        images = self.image_vectors(X.images) * X.has_image[:, None]
+        texts = self.text_vectors(X.texts) if text_vectors is None else text_vectors
+        images = self.image_vectors(X.images) if image_vectors is None else image_vectors
+        if not X.has_text.all():
+            texts = sp.diags(X.has_text.astype(np.float32)) @ texts
+        if not X.has_image.all():
+            images = images * X.has_image[:, None]
         per_pin = np.full(len(X), space, dtype=object)
         if space == "joint":
             per_pin[X.has_text & ~X.has_image] = "text"
             per_pin[X.has_image & ~X.has_text] = "image"
-        parts = []
         for name in sorted(set(per_pin)):
-            rows = np.flatnonzero(per_pin == name)
-            query = make_space(name, texts[rows], images[rows])
-            parts.append((rows, self.refiner(name).refine(scores[rows], query)))
-        if len(parts) == 1:
-            return parts[0][1]
-        return Refined.gather(parts, len(X))
+            mine = per_pin == name
+            query = make_space(name, _present(texts, mine), _present(images, mine))
+            yield name, np.flatnonzero(mine), query
 
     def rank(self, X: PinFeatures) -> Refined:
         """The final ranking (cascade + refinement) with evidence, best first."""
-        texts = self.text_vectors(X.texts)  # once, for both phases
-        return self.refine(cascade(*self.modality_proba(X, texts)), X, text_vectors=texts)
+        texts, images = self.text_vectors(X.texts), self.image_vectors(X.images)  # once
+        scores = cascade(*self.modality_proba(X, texts, images))
+        return self.refine(scores, X, text_vectors=texts, image_vectors=images)
 
     def predict(self, X: PinFeatures) -> np.ndarray:
-        return self.classes_[self.rank(X).users[:, 0]]
+        """``rank(X)``'s top users, without the similarities that cannot change them."""
+        texts, images = self.text_vectors(X.texts), self.image_vectors(X.images)
+        scores = cascade(*self.modality_proba(X, texts, images))
+        answers = np.empty(len(X), np.int64)
+        for name, rows, query in self._queries(X, None, texts, images):
+            answers[rows] = self.refiner(name).best(scores[rows], query)
+        return self.classes_[answers]
+
+
+def _present(rows: Sequence | np.ndarray | sp.csr_matrix, present: np.ndarray):
+    """The rows where ``present``: all of them without a copy (a batch's image block is tens
+    of megabytes, and fresh memory is what a first batch pays for most)."""
+    if present.all():
+        return rows
+    where = np.flatnonzero(present)
+    return [rows[i] for i in where] if isinstance(rows, Sequence) else rows[where]
