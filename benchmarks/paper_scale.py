@@ -9,12 +9,14 @@ process (so each peak RSS is its own), on the same pins and split:
   validation, predict_proba, cascade, then the top-10 refinement in NumPy (chunked products of
   a sparse text and a dense image block; each user's best match by one maximum.reduceat over
   the training pins grouped by user);
-- pinid cf_ref: pinid's pipeline for the paper's model (tune_C, PinIdentifier, rank);
+- pinid cf_ref: pinid's pipeline for the paper's model (tune_C, PinIdentifier, predict);
 - pinid cf_rerank: pinid's best model (tune_C with the character view, RerankedIdentifier).
 
 train_s covers C tuning, the final fit and arranging the training pins for refinement;
-identify_pins_per_s the test pins from features (texts and image feature vectors given) to the
-final ranking; accuracy is on the test pins.
+identify_pins_per_s the test pins from features (texts and image feature vectors given) to each
+pin's answer, its refined top user (PinIdentifier.predict leaves out the similarities that
+cannot change it; the reference computes every candidate's), timed once right after training;
+accuracy is on the test pins.
 
     python benchmarks/paper_scale.py --scale 1.0 --users 117 --json paper_scale.json
     python benchmarks/paper_scale.py --sweep          # also rewrites benchmarks/RESULTS.md
@@ -235,8 +237,9 @@ def _write_results(rows: list[dict], budget_s: float) -> None:
         f"Written by `python benchmarks/paper_scale.py --sweep` on {machine()}.",
         "pinid's cf_ref pipeline on synthetic corpora of the paper's shape (synthetic.py): train",
         "= C tuning on validation + the final fit on train + validation; identify = the test",
-        "pins from features to the refined ranking; peak RSS of the process that did both. The",
-        "user rows share the paper's 70,200 pins among more users (140 and 35 pins each).",
+        "pins from features to their answers (PinIdentifier.predict); peak RSS of the process",
+        "that did both. The user rows share the paper's 70,200 pins among more users (140 and",
+        "35 pins each).",
         "",
         "| pins (share of paper) | users | train s | identify pins/s | peak RSS MB | accuracy |",
         "|---|---|---|---|---|---|",

@@ -94,8 +94,8 @@ class UserPins:
     def nearest(self, query_blocks: list, candidates: np.ndarray, m: int) -> Nearest:
         """Each pin's ``m`` most similar training pins of each of its candidates (n, k)."""
         n, k = candidates.shape
-        similarity, pins = self.nearest_pairs(query_blocks, np.repeat(np.arange(n), k),
-                                              candidates.ravel(), m)  # fmt: skip
+        rows = np.repeat(np.arange(n), k)  # pair i * k + j: pin i, its candidate j
+        similarity, pins = self.nearest_pairs(query_blocks, rows, candidates.ravel(), m)
         mean = np.take_along_axis(cosine(query_blocks, self.means), candidates, axis=1)
         return Nearest(similarity.reshape(n, k, m), pins.reshape(n, k, m), mean)
 
