@@ -103,14 +103,3 @@ def test_refuses_non_finite_features():
     for X in (np.array([[np.nan, 1.0], [1.0, 2.0]]), sp.csr_matrix([[np.inf, 1.0], [1.0, 2.0]])):
         with pytest.raises(ValueError, match=r"NaN|infinity"):
             PreconditionedLogisticRegression().fit(X, [0, 1])
-
-
-def test_scores_dense_rows_a_block_at_a_time_as_one_product(monkeypatch):
-    from pinid.models import logistic
-
-    X, y = _anisotropic(300, 5)
-    X = X.astype(np.float32)
-    model = PreconditionedLogisticRegression(C=10.0).fit(X, y)
-    whole = X.astype(np.float64) @ model.coef_.T + model.intercept_
-    monkeypatch.setattr(logistic, "SCORE_BLOCK", 7 * X.shape[1])  # 43 blocks, the last of 6
-    np.testing.assert_allclose(model.decision_function(X), whole, rtol=1e-12)

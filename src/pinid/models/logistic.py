@@ -34,7 +34,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 COVARIANCE_ROWS = 8_192  # about (at most twice); a preconditioner need not be exact
-SCORE_BLOCK = 1 << 21  # feature values per block of rows in decision_function (16 MB)
 HISTORY = 5
 """L-BFGS's stored steps. scipy's default of 10 held 660 MB for the character view at the
 paper's scale (4.1 million weights). With 5, the word and character views' eight paper-scale
@@ -138,14 +137,7 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"X has {X.shape[1]} features; the model was fitted on {self.n_features_in_}"
             )
-        # float64 as scikit-learn's, dense rows a block at a time: float32 features are upcast
-        # for the product, and a whole batch's float64 copy (120 MB for the paper's 11,700
-        # test pins) is fresh memory that costs more than the product on a first batch
-        scores = np.empty((X.shape[0], len(self.intercept_)))
-        rows = X.shape[0] if sp.issparse(X) else max(1, SCORE_BLOCK // max(1, X.shape[1]))
-        for start in range(0, X.shape[0], rows):
-            scores[start : start + rows] = X[start : start + rows] @ self.coef_.T
-        scores += self.intercept_
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X) -> np.ndarray:
