@@ -146,23 +146,29 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
             query = make_space(name, _present(texts, mine), _present(images, mine))
             yield name, np.flatnonzero(mine), query
 
+    def _fused(self, X: PinFeatures) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """A batch's text and image vectors, computed once for both phases, and its fused
+        scores."""
+        texts, images = self.text_vectors(X.texts), self.image_vectors(X.images)
+        return texts, images, cascade(*self.modality_proba(X, texts, images))
+
     def rank(self, X: PinFeatures) -> Refined:
         """The final ranking (cascade + refinement) with evidence, best first."""
-        texts, images = self.text_vectors(X.texts), self.image_vectors(X.images)  # once
-        scores = cascade(*self.modality_proba(X, texts, images))
+        texts, images, scores = self._fused(X)
         return self.refine(scores, X, text_vectors=texts, image_vectors=images)
 
     def predict(self, X: PinFeatures) -> np.ndarray:
         """``rank(X)``'s top users, without the similarities that cannot change them."""
-        texts, images = self.text_vectors(X.texts), self.image_vectors(X.images)
-        scores = cascade(*self.modality_proba(X, texts, images))
+        texts, images, scores = self._fused(X)
         answers = np.empty(len(X), np.int64)
         for name, rows, query in self._queries(X, None, texts, images):
             answers[rows] = self.refiner(name).best(scores[rows], query)
         return self.classes_[answers]
 
 
-def _present(rows: Sequence | np.ndarray | sp.csr_matrix, present: np.ndarray):
+def _present(
+    rows: Sequence | np.ndarray | sp.csr_matrix, present: np.ndarray
+) -> Sequence | np.ndarray | sp.csr_matrix:
     """The rows where ``present``: all of them without a copy (a batch's image block is tens
     of megabytes, and fresh memory is what a first batch pays for most)."""
     if present.all():

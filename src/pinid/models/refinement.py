@@ -76,13 +76,18 @@ class SimilarityRefiner(BaseEstimator):
 
     def best(self, scores: np.ndarray, query_blocks: list) -> np.ndarray:
         """Each pin's refined top user (a class index): ``refine(...).users[:, 0]``, computed for
-        fewer candidates.
+        fewer candidates. ``scores`` must be non-negative (the cascade's are probabilities).
 
         A candidate's refined score r_u * l_u is at most r_u (l_u is a cosine), so once the
         fused leader's refined score is known, the candidates whose fused score is below it
         cannot come first and need no similarity. At the paper's scale that leaves 11% of the
         (pin, candidate) pairs of the full refinement (benchmarks/paper_scale.py's corpus).
+        Candidates whose refined scores tie exactly (equal fused scores, identical training
+        pins) may be ordered differently than by ``refine``: a float32 product's last bit
+        depends on the other rows computed with it, in ``refine`` too.
         """
+        if (scores < 0).any():
+            raise ValueError("refinement's bound needs non-negative scores")
         n, n_classes = scores.shape
         k = min(self.top_k, n_classes)
         out = np.empty(n, np.int64)
@@ -91,21 +96,21 @@ class SimilarityRefiner(BaseEstimator):
             out[rows] = self._best_chunk(scores[rows], take_rows(query_blocks, rows), k)
         return out
 
-    def _best_chunk(self, scores, query_blocks, k: int) -> np.ndarray:
+    def _best_chunk(self, scores: np.ndarray, query_blocks: list, k: int) -> np.ndarray:
         top = top_k(scores, k)
         fused = np.take_along_axis(scores, top, axis=1)
         refined = np.full(fused.shape, -np.inf)
-        pins = np.arange(len(top))
-        leader = self.users_.nearest_pairs(query_blocks, pins, top[:, 0], 1)[0][:, 0]
+        queries = np.arange(len(top))
+        leader = self.users_.nearest_pairs(query_blocks, queries, top[:, 0], 1)[0][:, 0]
         refined[:, 0] = fused[:, 0] * leader.astype(float)
-        # the others whose bound reaches the leader's refined score (ties included)
+        # the others whose bound reaches the leader's refined score
         rows, columns = np.nonzero(fused[:, 1:] * SIMILARITY_CEILING >= refined[:, :1])
         columns += 1
         similarity = self.users_.nearest_pairs(query_blocks, rows, top[rows, columns], 1)[0]
         refined[rows, columns] = fused[rows, columns] * similarity[:, 0].astype(float)
         # the first of refine's order: by refined score, ties by the fused score
         first = np.lexsort((-fused, -refined), axis=-1)[:, 0]
-        return top[pins, first]
+        return top[queries, first]
 
     def _refine_chunk(self, scores, query_blocks, k, out: Refined, rows: slice) -> None:
         top = top_k(scores, k)
