@@ -74,8 +74,14 @@ class Views:
     def char_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix(self.char.named_steps["tfidf"].transform(list(texts)))
 
-    def probabilities(self, X: PinFeatures) -> dict[str, np.ndarray]:
-        r_text, r_image = self.base.modality_proba(X)
+    def probabilities(
+        self,
+        X: PinFeatures,
+        text_vectors: sp.csr_matrix | None = None,
+        image_vectors: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """r_text, r_char and r_image; the vectors, if given, save computing them again."""
+        r_text, r_image = self.base.modality_proba(X, text_vectors, image_vectors)
         r_char = np.ones_like(r_text)
         if X.has_text.any():
             r_char[X.has_text] = self.char.predict_proba(
@@ -85,13 +91,13 @@ class Views:
 
     def candidates(self, X: PinFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(fused scores, candidates (n, k), features (n * k, d))."""
-        views = self.probabilities(X)
+        texts, images = self.base.text_vectors(X.texts), self.base.image_vectors(X.images)
+        views = self.probabilities(X, texts, images)
         fused = cascade(*views.values())
         candidates = top_k(fused, min(self.top, fused.shape[1]))
-        images = self.base.image_vectors(X.images) * X.has_image[:, None]
         given = sp.diags(X.has_text.astype(np.float32))  # a pin without text has no text vector
-        texts = given @ self.base.text_vectors(X.texts)
-        queries = self._queries(texts, given @ self.char_vectors(X.texts), images)
+        chars = given @ self.char_vectors(X.texts)
+        queries = self._queries(given @ texts, chars, images * X.has_image[:, None])
         similarity = {s: self.spaces[s].stats(queries[s], candidates) for s in self.spaces}
         features = candidate_features(fused, candidates, views, similarity, self.log_counts,
                                       X.has_text, X.has_image)  # fmt: skip
