@@ -9,14 +9,17 @@ process (so each peak RSS is its own), on the same pins and split:
   validation, predict_proba, cascade, then the top-10 refinement in NumPy (chunked products of
   a sparse text and a dense image block; each user's best match by one maximum.reduceat over
   the training pins grouped by user);
-- pinid cf_ref: pinid's pipeline for the paper's model (tune_C, PinIdentifier, predict);
-- pinid cf_rerank: pinid's best model (tune_C with the character view, RerankedIdentifier).
+- pinid cf_ref: pinid's pipeline for the paper's model (tune_C, PaperModel, predict);
+- pinid cf_rerank: pinid's default model, what ``pinid train`` saves (tune_C with the
+  character view, FinalModel).
 
 train_s covers C tuning, the final fit and arranging the training pins for refinement;
 identify_pins_per_s the test pins from features (texts and image feature vectors given) to each
-pin's answer, its refined top user (PinIdentifier.predict leaves out the similarities that
-cannot change it; the reference computes every candidate's), timed once right after training;
-accuracy is on the test pins.
+pin's answer, timed once right after training: for cf_ref its refined top user
+(PaperModel.predict leaves out the similarities that cannot change it; the reference computes
+every candidate's); for cf_rerank the whole answer of ``pinid predict --data`` (the ten
+candidates with calibrated probabilities and evidence, ``Model.identify_features``); accuracy
+is on the test pins.
 
     python benchmarks/paper_scale.py --scale 1.0 --users 117 --json paper_scale.json
     python benchmarks/paper_scale.py --sweep          # also rewrites benchmarks/RESULTS.md
@@ -121,30 +124,43 @@ def _joint(text, image):
     return text.multiply(scale[:, None]).tocsr(), (image * scale[:, None]).astype(np.float32)
 
 
+def _tune_C(data, split, views=None):
+    from pinid.models.selection import VIEW_MODELS, tune_C
+
+    parts = data.part(split.ids("train")), data.part(split.ids("val"))
+    return tune_C(*parts, views=views or tuple(VIEW_MODELS))
+
+
 def pinid_cf_ref(corpus) -> dict:
-    from pinid.evaluation.experiment import tune_C
-    from pinid.models.identifier import PinIdentifier
+    from pinid.models.paper_model import PaperModel
 
     data, split = corpus.as_pinid()
     started = time.perf_counter()
-    chosen, _ = tune_C(data, split, views=("text", "image"))
+    chosen, _ = _tune_C(data, split, views=("text", "image"))
     X, y = data.part(split.ids("train") | split.ids("val"))
-    model = PinIdentifier(C_text=chosen["text"], C_image=chosen["image"]).fit(X, y)
+    model = PaperModel(C_text=chosen["text"], C_image=chosen["image"]).fit(X, y)
     model.refiner()  # its training pins grouped for refinement, as the reference's are
     return _test(model, data, split, time.perf_counter() - started)
 
 
 def pinid_cf_rerank(corpus) -> dict:
-    from pinid.evaluation.experiment import tune_C
+    from pinid.api import Model
     from pinid.models.training import fit_identifier
 
     data, split = corpus.as_pinid()
     started = time.perf_counter()
-    chosen, _ = tune_C(data, split)
-    model, _ = fit_identifier(data, split.ids("train") | split.ids("val"), chosen,
-                              calibrate_ids=split.ids("val"))  # fmt: skip
-    model.views_.base.refiner()  # for evidence, grouped as in pinid_cf_ref
-    return _test(model, data, split, time.perf_counter() - started)
+    chosen, _ = _tune_C(data, split)
+    final, pins = fit_identifier(data, split.ids("train") | split.ids("val"), chosen,
+                                 calibrate_ids=split.ids("val"))  # fmt: skip
+    final.views_.base.refiner()  # for evidence, grouped as in pinid_cf_ref
+    model = Model(final, pins, extractor={})  # image features are given: no CNN
+    train_s = time.perf_counter() - started
+    test_X, test_y = data.part(split.ids("test"))
+    started = time.perf_counter()
+    answers = model.identify_features(test_X.texts, test_X.images, test_X.has_image)
+    identify_s = time.perf_counter() - started
+    right = np.mean([a.user == user for a, user in zip(answers, test_y, strict=True)])
+    return _row(train_s, len(test_y) / identify_s, float(right))
 
 
 def _test(model, data, split, train_s: float) -> dict:
@@ -237,7 +253,7 @@ def _write_results(rows: list[dict], budget_s: float) -> None:
         f"Written by `python benchmarks/paper_scale.py --sweep` on {machine()}.",
         "pinid's cf_ref pipeline on synthetic corpora of the paper's shape (synthetic.py): train",
         "= C tuning on validation + the final fit on train + validation; identify = the test",
-        "pins from features to their answers (PinIdentifier.predict); peak RSS of the process",
+        "pins from features to their answers (PaperModel.predict); peak RSS of the process",
         "that did both. The user rows share the paper's 70,200 pins among more users (140 and",
         "35 pins each).",
         "",

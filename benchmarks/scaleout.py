@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pinid.api import Model
 from pinid.data import Pin, load_dataset
 from pinid.features.distributed import connect, extract_on_cluster
 from pinid.features.extract import FeatureResult, ImageFeatureExtractor
-from pinid.models.predictor import Predictor
 
 CONFIGURATIONS = (  # (label, local workers or 0 for in-process, torch threads per worker)
     ("in-process", 0, None),
@@ -58,14 +58,15 @@ def _features(cache: Path, paths: list[Path]) -> FeatureResult:
     return ImageFeatureExtractor(cache_root=cache, progress=False).extract(paths)
 
 
-def _rankings(predictor: Predictor | None, texts: list[str], features: FeatureResult) -> list:
-    if predictor is None:
+def _rankings(model: Model | None, texts: list[str], features: FeatureResult) -> list[dict]:
+    if model is None:
         return []
-    return predictor.rank(texts, features.features, features.readable)
+    answers = model.identify_features(texts, features.features, features.readable)
+    return [answer.model_dump() for answer in answers]
 
 
 def _order(answer: dict) -> list[str]:
-    return [entry["user"] for entry in answer["ranking"]]
+    return [entry["user"] for entry in answer["candidates"]]
 
 
 def _in_process(paths: list[Path], cache: Path) -> dict:
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
-    predictor = Predictor(args.model) if args.model else None
+    predictor = Model.load(args.model) if args.model else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths, texts = _pins(args, Path(tmp))

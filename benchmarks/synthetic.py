@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from pinid.data import Dataset, Pin, Split
-from pinid.features.dataset import PinFeatures, PreparedData
+from pinid.features.dataset import PreparedData
+from pinid.features.pin_features import PinFeatures
 
 PAPER_USERS = 117
 PAPER_PINS_PER_USER = 600

@@ -11,9 +11,10 @@ from scipy.special import softmax
 from pinid.data import Dataset, Pin, make_split
 from pinid.evaluation.calibration import reliability
 from pinid.evaluation.unknown import THRESHOLDS, unknown_users
-from pinid.features.dataset import PinFeatures, PreparedData
+from pinid.features.dataset import PreparedData
 from pinid.features.efficientnet import FEATURE_DIM
-from pinid.models.reranked import RerankedIdentifier
+from pinid.features.pin_features import PinFeatures
+from pinid.models.final_model import FinalModel
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
 
 
@@ -67,11 +68,11 @@ def _generated(n_users: int = 12, per_user: int = 10, seed: int = 3) -> Prepared
 
 
 def test_identifier_predicts_its_rankings_top_user_for_any_modalities():
-    from pinid.models.identifier import PinIdentifier
+    from pinid.models.paper_model import PaperModel
 
     data = _generated()
     X, y = data.features, [p.user for p in data.dataset.pins]
-    model = PinIdentifier(C_text=10.0, C_image=1.0).fit(X, y)
+    model = PaperModel(C_text=10.0, C_image=1.0).fit(X, y)
     Xh = _generated(seed=4).features
     none = np.zeros(len(Xh), bool)
     mixed = Xh.has_text.copy()
@@ -86,8 +87,8 @@ def test_identifier_predicts_its_rankings_top_user_for_any_modalities():
 def test_reranked_identifier_ranks_candidates_with_probabilities_summing_to_one():
     data = _generated()
     X, y = data.features, [p.user for p in data.dataset.pins]
-    model = RerankedIdentifier(C_text=10.0, C_char=10.0, C_image=1.0).fit(X, y)
-    ranked = model.rerank(X)
+    model = FinalModel(C_text=10.0, C_char=10.0, C_image=1.0).fit(X, y)
+    ranked = model.rank(X)
     assert ranked.users.shape == (len(y), 10)
     assert all(len(set(row)) == 10 for row in ranked.users)  # ten distinct candidates
     np.testing.assert_allclose(ranked.probability.sum(axis=1), 1.0)

@@ -90,13 +90,15 @@ def test_predict_a_training_pin_names_its_user_with_itself_as_evidence(run_dir, 
         doc["text"][pin],
     )  # fmt: skip
     assert answer["used"] == ["text", "image"]
-    best = answer["ranking"][0]
+    best = answer["candidates"][0]
     assert best["user"] == doc["user"][pin]
     assert best["evidence"]["pin_id"] == doc["pin_id"][pin]
     assert best["evidence"]["similarity"] == pytest.approx(1.0, abs=1e-5)
-    assert set(best) == {"user", "score", "text_prob", "image_prob", "evidence"}
-    assert set(best["evidence"]) == {"pin_id", "text", "image", "similarity"}
-    scores = [entry["score"] for entry in answer["ranking"]]
+    assert set(best) == {"user", "probability", "text_prob", "image_prob", "evidence"}
+    assert set(best["evidence"]) == {"pin_id", "text", "image", "image_url", "similarity"}
+    assert best["evidence"]["image"] == doc["image"][pin] and best["evidence"]["image_url"] is None
+    assert answer["user"] == best["user"] and answer["probability"] == best["probability"]
+    scores = [entry["probability"] for entry in answer["candidates"]]
     assert scores == sorted(scores, reverse=True) and len(scores) == 4
 
 
@@ -104,14 +106,14 @@ def test_predict_with_one_modality_says_which(run_dir, capsys):
     model = str(run_dir / "model")
     text_only = _predict_json(capsys, "--model", model, "--text", "telephone lutte incendie")
     assert text_only["used"] == ["text"]
-    assert text_only["ranking"][0]["user"] == "yves GUILLOU"
-    assert text_only["ranking"][0]["image_prob"] is None
+    assert text_only["candidates"][0]["user"] == "yves GUILLOU"
+    assert text_only["candidates"][0]["image_prob"] is None
     image = json.loads((run_dir / "model" / "model.json").read_text())["training_pins"]["image"][1]
     image_only = _predict_json(capsys, "--model", model, "--image", image, "--top", "2")
-    assert image_only["used"] == ["image"] and len(image_only["ranking"]) == 2
-    assert image_only["ranking"][0]["text_prob"] is None
+    assert image_only["used"] == ["image"] and len(image_only["candidates"]) == 2
+    assert image_only["candidates"][0]["text_prob"] is None
     # compared in image space: a training image finds itself with similarity 1, not 1/sqrt(2)
-    assert image_only["ranking"][0]["evidence"]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert image_only["candidates"][0]["evidence"]["similarity"] == pytest.approx(1.0, abs=1e-5)
 
 
 UNKNOWN_TEXT = "※※※ ¶¶¶"  # neither a word nor a character n-gram of any training pin
@@ -123,7 +125,7 @@ def test_text_without_anything_known_is_not_used(run_dir, capsys):
     assert "the text has nothing the model knows" in capsys.readouterr().err
     image = json.loads((run_dir / "model" / "model.json").read_text())["training_pins"]["image"][1]
     answer = _predict_json(capsys, "--model", model, "--image", image, "--text", UNKNOWN_TEXT)
-    assert answer["used"] == ["image"] and "text_note" in answer
+    assert answer["used"] == ["image"] and "nothing the model knows" in answer["text_note"]
 
 
 def test_batch_predict_writes_one_line_per_pin(run_dir, sample_corpus, tmp_path):
@@ -134,7 +136,7 @@ def test_batch_predict_writes_one_line_per_pin(run_dir, sample_corpus, tmp_path)
     dataset = load_dataset(sample_corpus)
     assert [line["pin_id"] for line in lines] == [p.pin_id for p in dataset.pins]
     pairs = zip(lines, dataset.pins, strict=True)
-    correct = np.mean([line["ranking"][0]["user"] == pin.user for line, pin in pairs])
+    correct = np.mean([line["candidates"][0]["user"] == pin.user for line, pin in pairs])
     assert correct >= 0.8  # most of these pins were trained on
 
 
@@ -245,15 +247,15 @@ def test_predict_answers_unknown_below_the_rejection_threshold(run_dir, sample_c
     pins = [json.loads(line) for line in sample_corpus.read_text().splitlines()]
 
     def top_score(text: str) -> float:
-        return _predict_json(capsys, "--model", model, "--text", text)["ranking"][0]["score"]
+        return _predict_json(capsys, "--model", model, "--text", text)["probability"]
 
     args = ["--model", model, "--text", uncertain_text(pins, top_score)]
     known = _predict_json(capsys, *args, "--reject-below", "0")
-    assert known["answer"] == known["ranking"][0]["user"] and known["reject_below"] == 0.0
-    above = str((known["ranking"][0]["score"] + 1) / 2)
-    assert float(above) > known["ranking"][0]["score"]
+    assert known["user"] == known["candidates"][0]["user"] and known["reject_below"] == 0.0
+    above = str((known["candidates"][0]["probability"] + 1) / 2)
+    assert float(above) > known["candidates"][0]["probability"]
     unknown = _predict_json(capsys, *args, "--reject-below", above)
-    assert unknown["answer"] == "unknown" and unknown["ranking"] == known["ranking"]
+    assert unknown["user"] == "unknown" and unknown["candidates"] == known["candidates"]
     assert main(["predict", *args, "--reject-below", above]) == 0
     assert capsys.readouterr().out.startswith("answer: unknown (top probability")
 

@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from pinid.models.predictor import Predictor
+from pinid.api import Model
 
 
 def _ranking(model, pin) -> list[tuple[str, float]]:
-    answer = Predictor(model).identify([pin["text"]], [pin["path"]])[0]
-    return [(e["user"], e["score"]) for e in answer["ranking"]]
+    answer = Model.load(model).identify(pin["text"], pin["path"])
+    return [(c.user, c.probability) for c in answer.candidates]
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 0.02, 0.1])

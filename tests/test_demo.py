@@ -38,5 +38,5 @@ def test_demo_builds_the_corpus_and_reproduces_the_paper_protocol(tmp_path, caps
     model = str(out / "model")
     assert main(["predict", "--model", model, "--text", "apple fruit food", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
-    assert len(answer["ranking"]) == 10 and answer["ranking"][0]["evidence"]["pin_id"]
-    assert answer["answer"] == answer["ranking"][0]["user"]
+    assert len(answer["candidates"]) == 10 and answer["candidates"][0]["evidence"]["pin_id"]
+    assert answer["user"] == answer["candidates"][0]["user"]

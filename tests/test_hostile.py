@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from pinid.api import Model
 from pinid.data import load_dataset
-from pinid.models.predictor import Predictor
 from pinid.service.app import create_app
 from tests import guard
 from tests.hostile_corpus import (
@@ -139,7 +139,7 @@ def test_predict_reports_each_unreadable_image_and_uses_the_rest(corpus, experim
         if case.outcome == "skipped":
             assert case.reason in answer["image_error"] and answer["used"] == ["text"]
         else:
-            assert "image_error" not in answer and "image" in answer["used"]
+            assert answer["image_error"] is None and "image" in answer["used"]
     assert f"({len(SKIPPED)} with unreadable image)" in proc.stdout
 
 
@@ -169,7 +169,7 @@ def test_a_bad_manifest_stops_every_command_in_one_line(case, command, tmp_path,
 
 @pytest.fixture(scope="module")
 def service(experiment):
-    with TestClient(create_app(Predictor(experiment[0] / "model"))) as client:
+    with TestClient(create_app(Model.load(experiment[0] / "model"))) as client:
         yield client
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pinid.cli import main
 from pinid.data import load_dataset
 from pinid.errors import ModelFileError, PinidError
 from pinid.features.dataset import prepare
@@ -41,7 +42,7 @@ def test_round_trip_gives_identical_probabilities_and_rankings(fitted):
     )
     for name, view in model.views_.probabilities(X).items():
         np.testing.assert_array_equal(loaded.views_.probabilities(X)[name], view)
-    a, b = model.rerank(X), loaded.rerank(X)
+    a, b = model.rank(X), loaded.rank(X)
     for field in ("users", "probability", "evidence", "similarity"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert loaded.get_params() == model.get_params()
@@ -51,7 +52,8 @@ def test_round_trip_gives_identical_probabilities_and_rankings(fitted):
 def test_model_json_records_versions_vocabulary_and_training_pins(fitted):
     _, data, folder = fitted
     doc = json.loads((folder / "model.json").read_text())
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
+    assert doc["parts"] == {"words": 1, "chars": 1, "image": 1, "training_pins": 1, "reranker": 1}
     assert {"numpy", "scipy", "scikit-learn"} <= set(doc["library_versions"])
     assert doc["params"]["C_text"] == 10.0 and doc["vocabulary"]
     assert doc["extractor"]["name"] == "efficientnet-lite0"
@@ -196,8 +198,67 @@ def test_implausible_settings_in_model_json_are_refused(fitted, tmp_path, key, v
 def test_auto_threshold_is_the_one_stored_by_the_experiment(fitted, tmp_path):
     from pinid.models.io import rejection_threshold
 
-    saved = load_model(fitted[2])
-    saved.meta = {"suggested_reject_below": 0.73}
-    assert rejection_threshold(saved, fitted[2], "auto") == 0.73
-    assert rejection_threshold(saved, fitted[2], 0.2) == 0.2
-    assert rejection_threshold(saved, fitted[2], None) is None
+    meta = {"suggested_reject_below": 0.73}
+    assert rejection_threshold(meta, str(fitted[2]), "auto") == 0.73
+    assert rejection_threshold(meta, str(fitted[2]), 0.2) == 0.2
+    assert rejection_threshold(meta, str(fitted[2]), None) is None
+    with pytest.raises(ModelFileError, match="no rejection threshold was chosen"):
+        rejection_threshold({}, str(fitted[2]), "auto")
+
+
+SCHEMA2 = Path(__file__).parent / "fixtures" / "model-schema2"
+SCHEMA2_ANSWERS = Path(__file__).parent / "fixtures" / "model-schema2-answers.json"
+
+
+def _schema2_answers(folder: Path, sample_corpus: Path) -> list[tuple]:
+    """The fixture's queries answered by the model in ``folder``, next to the answers the
+    pinid that wrote it gave (its images are the sample corpus' renders)."""
+    import pinid
+
+    expected = json.loads(SCHEMA2_ANSWERS.read_text())
+    images = [sample_corpus.parent / e["image"] if e["image"] else None for e in expected]
+    answers = pinid.load(folder).identify_many([e["text"] for e in expected], images)
+    return list(zip(expected, answers, strict=True))
+
+
+def test_a_schema_2_model_folder_loads_and_answers_as_before(sample_corpus):
+    for want, got in _schema2_answers(SCHEMA2, sample_corpus):
+        assert got.user == want["answer"]
+        assert [(c.user, c.evidence.pin_id) for c in got.candidates] == [
+            (user, pin) for user, _, pin in want["ranking"]
+        ]
+        assert [c.probability for c in got.candidates] == pytest.approx(
+            [p for _, p, _ in want["ranking"]], rel=1e-9, abs=1e-300
+        )
+
+
+def test_model_upgrade_rewrites_a_schema_2_folder_once_and_keeps_its_answers(
+    sample_corpus, tmp_path, capsys
+):
+    folder = tmp_path / "old-model"
+    shutil.copytree(SCHEMA2, folder)
+    assert main(["model", "upgrade", str(folder)]) == 0
+    assert capsys.readouterr().out.strip() == f"{folder}: upgraded to model format 3"
+    doc = json.loads((folder / "model.json").read_text())
+    assert doc["schema_version"] == 3 and set(doc["parts"]) == {
+        "words", "chars", "image", "training_pins", "reranker"}  # fmt: skip
+    assert sorted(p.name for p in (folder / "thumbnails").iterdir()) == sorted(
+        p.name for p in (SCHEMA2 / "thumbnails").iterdir()
+    )
+    assert (folder / "arrays.npz").read_bytes() == (SCHEMA2 / "arrays.npz").read_bytes()
+    assert not list(tmp_path.glob(".old-model.*"))  # no temporary folder left behind
+    for want, got in _schema2_answers(folder, sample_corpus):
+        assert [c.user for c in got.candidates] == [user for user, _, _ in want["ranking"]]
+    assert main(["model", "upgrade", str(folder)]) == 0
+    assert "already in model format 3" in capsys.readouterr().out
+
+
+def test_a_part_of_a_version_this_pinid_does_not_know_is_refused(fitted, tmp_path, capsys):
+    folder = _copy(fitted[2], tmp_path)
+    doc = json.loads((folder / "model.json").read_text())
+    doc["parts"]["reranker"] = 2
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="reranker are of version 2"):
+        load_model(folder)
+    assert main(["model", "upgrade", str(folder)]) == 2
+    assert "reranker are of version 2" in capsys.readouterr().err

@@ -86,9 +86,9 @@ def test_estimators_follow_scikit_learn_conventions():
         check_set_params,
     )
 
-    from pinid.models.identifier import PinIdentifier
+    from pinid.models.paper_model import PaperModel
 
-    for estimator in (PinIdentifier(C_text=10.0, similarity="text"), SimilarityRefiner(top_k=5)):
+    for estimator in (PaperModel(C_text=10.0, similarity="text"), SimilarityRefiner(top_k=5)):
         name = type(estimator).__name__
         check_no_attributes_set_in_init(name, estimator)
         check_get_params_invariance(name, estimator)
@@ -198,7 +198,7 @@ def test_select_C_stops_after_the_first_drop_and_keeps_the_exhaustive_choice():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    from pinid.models.modality import select_C
+    from pinid.models.selection import select_C
 
     rng = np.random.default_rng(9)  # 40 features for 60 pins: large C overfits
 
@@ -230,7 +230,7 @@ def test_select_C_stops_after_the_first_drop_and_keeps_the_exhaustive_choice():
 
 
 def test_past_the_peak_needs_a_rise_before_the_fall():
-    from pinid.models.modality import past_the_peak
+    from pinid.models.selection import past_the_peak
 
     assert past_the_peak([0.61, 0.76, 0.78, 0.77])
     assert past_the_peak([0.27, 0.33, 0.32])

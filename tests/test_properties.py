@@ -23,12 +23,12 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from pinid.data import load_dataset
 from pinid.errors import ModelFileError, PinidError
-from pinid.features.dataset import PinFeatures
 from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.images import UnreadableImage, decode_image
+from pinid.features.pin_features import PinFeatures
 from pinid.features.text import MAX_WORD_LENGTH, tokenize
+from pinid.models.final_model import FinalModel
 from pinid.models.io import TrainingPins, load_model, save_model
-from pinid.models.reranked import RerankedIdentifier
 
 QUICK = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
@@ -133,7 +133,7 @@ def _training_set(draw):
 EXTRACTOR = {"name": "efficientnet-lite0", "fit": "pad", "id": "property-test"}
 
 
-def _save(folder: Path, model: RerankedIdentifier, X: PinFeatures, y: list[str]) -> Path:
+def _save(folder: Path, model: FinalModel, X: PinFeatures, y: list[str]) -> Path:
     ids = [f"p{i}" for i in range(len(y))]
     pins = TrainingPins(ids, list(X.texts), [f"missing/{i}.png" for i in ids], list(y))
     return save_model(folder / "model", model, pins, EXTRACTOR)
@@ -143,12 +143,12 @@ def _save(folder: Path, model: RerankedIdentifier, X: PinFeatures, y: list[str])
 @given(training=_training_set())
 def test_a_saved_model_loads_with_identical_probabilities_and_rankings(training):
     X, y, C, similarity = training
-    model = RerankedIdentifier(C_text=C, C_char=C, C_image=C, similarity=similarity).fit(X, y)
+    model = FinalModel(C_text=C, C_char=C, C_image=C, similarity=similarity).fit(X, y)
     with tempfile.TemporaryDirectory() as folder:
         loaded = load_model(_save(Path(folder), model, X, y)).model
     for name, view in model.views_.probabilities(X).items():
         np.testing.assert_array_equal(loaded.views_.probabilities(X)[name], view)
-    a, b = model.rerank(X), loaded.rerank(X)
+    a, b = model.rank(X), loaded.rank(X)
     np.testing.assert_array_equal(a.users, b.users)
     np.testing.assert_array_equal(a.probability, b.probability)
 
@@ -161,7 +161,7 @@ def saved_model(tmp_path_factory) -> Path:
         [" ".join(rng.choice(_WORDS, size=3)) for _ in y],
         rng.normal(size=(len(y), FEATURE_DIM)).astype(np.float32),
     )
-    return _save(tmp_path_factory.mktemp("saved"), RerankedIdentifier().fit(X, y), X, y)
+    return _save(tmp_path_factory.mktemp("saved"), FinalModel().fit(X, y), X, y)
 
 
 @QUICK

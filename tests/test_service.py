@@ -24,8 +24,8 @@ from PIL import Image
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from pinid.api import Model
 from pinid.cli import main
-from pinid.models.predictor import Predictor
 from pinid.service.app import MAX_TEXT_CHARS, create_app
 from pinid.service.middleware import RequestLimits
 from tests.browser import chromium
@@ -50,8 +50,8 @@ def pins(sample_corpus) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def predictor(model_dir) -> Predictor:
-    return Predictor(model_dir)
+def predictor(model_dir) -> Model:
+    return Model.load(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -78,36 +78,50 @@ def test_a_training_pin_is_attributed_to_its_user_with_evidence(client, pins):
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["used"] == ["text", "image"]
-    assert answer["ranking"][0]["user"] == pin["user"]
+    assert answer["candidates"][0]["user"] == pin["user"]
     assert answer["elapsed_ms"] > 0
-    evidence = answer["ranking"][0]["evidence"]
-    assert set(evidence) == {"pin_id", "text", "image_url", "similarity"}
+    evidence = answer["candidates"][0]["evidence"]
+    assert set(evidence) == {"pin_id", "text", "image", "image_url", "similarity"}
+    assert evidence["image"] is None  # never a path on the server
     thumbnail = client.get(evidence["image_url"])
     assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumbnail.content)).size) <= 160
 
 
-def test_the_api_ranks_exactly_as_pinid_predict(client, pins, model_dir, capsys):
+def test_predict_the_service_and_the_python_api_give_the_same_answer(
+    client, pins, model_dir, capsys
+):
     pin = pins[7]
     assert main(["predict", "--model", str(model_dir), "--image", str(pin["path"]),
                  "--text", pin["text"], "--json"]) == 0  # fmt: skip
-    expected = json.loads(capsys.readouterr().out)
-    answer = _identify(client, pin["text"], pin["path"].read_bytes()).json()
-    assert [e["user"] for e in answer["ranking"]] == [e["user"] for e in expected["ranking"]]
-    for got, want in zip(answer["ranking"], expected["ranking"], strict=True):
-        assert got["score"] == pytest.approx(want["score"], rel=1e-6)
-        assert got["evidence"]["pin_id"] == want["evidence"]["pin_id"]
+    from_cli = json.loads(capsys.readouterr().out)
+    from_python = Model.load(model_dir).identify(pin["text"], pin["path"]).model_dump()
+    from_service = _identify(client, pin["text"], pin["path"].read_bytes()).json()
+    assert from_python == from_cli
+    # the service's own fields: its time, the model by name, thumbnails instead of paths
+    assert from_service.pop("elapsed_ms") > 0
+    assert from_service.pop("model") == model_dir.name and from_cli.pop("model") == str(model_dir)
+    for candidate in from_cli["candidates"]:
+        assert candidate["evidence"].pop("image_url") is None
+        candidate["evidence"]["image"] = None
+    for candidate in from_service["candidates"]:
+        assert candidate["evidence"].pop("image_url").startswith("/api/thumbnails/")
+    assert set(from_service) == set(from_cli)
+    for field in from_cli:
+        assert from_service[field] == from_cli[field], field
 
 
 def test_the_answer_is_unknown_below_the_servers_threshold(model_dir, client, pins):
-    text = uncertain_text(pins, lambda t: _identify(client, t).json()["ranking"][0]["score"])
+    text = uncertain_text(
+        pins, lambda t: _identify(client, t).json()["candidates"][0]["probability"]
+    )
     answer = _identify(client, text).json()
-    assert answer["answer"] == answer["ranking"][0]["user"] and answer["reject_below"] is None
-    above = (answer["ranking"][0]["score"] + 1) / 2
-    with TestClient(create_app(Predictor(model_dir, reject_below=above))) as strict:
+    assert answer["user"] == answer["candidates"][0]["user"] and answer["reject_below"] is None
+    above = (answer["candidates"][0]["probability"] + 1) / 2
+    with TestClient(create_app(Model.load(model_dir, reject_below=above))) as strict:
         rejected = _identify(strict, text).json()
-    assert rejected["answer"] == "unknown" and rejected["reject_below"] == above
-    assert [e["user"] for e in rejected["ranking"]] == [e["user"] for e in answer["ranking"]]
+    assert rejected["user"] == "unknown" and rejected["reject_below"] == above
+    assert [e["user"] for e in rejected["candidates"]] == [e["user"] for e in answer["candidates"]]
 
 
 def test_either_modality_alone_is_enough(client, pins):
@@ -115,8 +129,8 @@ def test_either_modality_alone_is_enough(client, pins):
     by_text = _identify(client, text=pin["text"]).json()
     by_image = _identify(client, image=pin["path"].read_bytes()).json()
     assert by_text["used"] == ["text"] and by_image["used"] == ["image"]
-    assert all(e["image_prob"] is None for e in by_text["ranking"])
-    assert all(e["text_prob"] is None for e in by_image["ranking"])
+    assert all(e["image_prob"] is None for e in by_text["candidates"])
+    assert all(e["text_prob"] is None for e in by_image["candidates"])
 
 
 @pytest.mark.parametrize("text", [None, "", "   "])
@@ -191,7 +205,7 @@ def test_a_thumbnail_symlinked_out_of_the_model_folder_is_never_served(model_dir
     secret.write_bytes(b"private")
     (copy / "thumbnails" / "0.jpg").unlink()
     (copy / "thumbnails" / "0.jpg").symlink_to(secret)
-    with TestClient(create_app(Predictor(copy))) as client:
+    with TestClient(create_app(Model.load(copy))) as client:
         response = client.get("/api/thumbnails/0")
         assert response.status_code == 404 and b"private" not in response.content
         assert client.get("/api/thumbnails/1").status_code == 200
@@ -258,7 +272,7 @@ def test_serve_refuses_out_of_range_options_in_one_line(model_dir, option, value
 def test_users_health_schema_and_page(client, predictor):
     users = client.get("/api/users").json()["users"]
     assert sum(u["pins"] for u in users) == len(predictor.pins.pin_ids)
-    assert sorted(u["user"] for u in users) == sorted(predictor.model.classes_)
+    assert sorted(u["user"] for u in users) == sorted(predictor.users)
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["users"] == len(users)
     schema = client.get("/openapi.json").json()
@@ -433,4 +447,4 @@ def test_several_worker_processes_serve_the_same_model(model_dir, pins):
         ]
     finally:
         _stop(server)
-    assert all(a["ranking"][0]["user"] == pins[0]["user"] for a in answers)
+    assert all(a["candidates"][0]["user"] == pins[0]["user"] for a in answers)

@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid.cli._tables import format_summary, format_table
     from pinid.data import load_dataset
-    from pinid.evaluation.experiment import format_summary, format_table, run_experiment
+    from pinid.evaluation.experiment import run_experiment
     from pinid.features.extract import ImageFeatureExtractor
     from pinid.report import write_report
 

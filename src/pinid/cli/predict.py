@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pinid._atomic import atomic_open
 from pinid.cli._options import (
@@ -14,6 +15,9 @@ from pinid.cli._options import (
     on_cluster,
 )
 from pinid.errors import DataError, PinidError
+
+if TYPE_CHECKING:
+    from pinid.models.answer import Answer
 
 HELP = "rank the users who may have posted a pin (or every pin of a dataset)"
 
@@ -38,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pinid.models.predictor import Predictor
+    from pinid.api import Model
 
     if args.data or args.out:
         if not (args.data and args.out):
@@ -54,34 +58,34 @@ def main(args: argparse.Namespace) -> int:
             f"{image}: "
             + ("is a folder, not an image" if image.is_dir() else "image file not found")
         )
-    predictor = Predictor(args.model, reject_below=args.reject_below)
-    answer = predictor.identify([args.text], [image], top=args.top)[0]
-    if "image_error" in answer:
-        raise DataError(f"{image}: {answer['image_error']}")
-    if not answer["ranking"]:
-        raise DataError("nothing to identify: the text has nothing the model knows, and no image")
+    model = Model.load(args.model, reject_below=args.reject_below)
+    answer = model.identify(args.text, image, top=args.top)
     if args.json:
-        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        print(answer.model_dump_json(indent=2))
         return 0
-    best = answer["ranking"][0]
-    if answer["answer"] == "unknown":
-        print(
-            f"answer: unknown (top probability {best['score']:.2f} < {predictor.reject_below:.2f})"
-        )
-    else:
-        print(f"answer: {answer['answer']} (probability {best['score']:.2f})")
-    print(
-        f"used: {' + '.join(answer['used'])}"
-        + (f" ({answer['text_note']})" if "text_note" in answer else "")
-    )
-    for rank, entry in enumerate(answer["ranking"], start=1):
-        evidence = entry["evidence"]
-        print(
-            f"{rank:>2}. {entry['user'][:40]:<40} probability {entry['score']:.3f}  "
-            f"evidence {evidence['pin_id']} (similarity {evidence['similarity']:.2f}): "
-            f"{evidence['text'][:60]!r}"
-        )
+    print(format_answer(answer))
     return 0
+
+
+def format_answer(answer: Answer) -> str:
+    """The answer, what was used and the ranked candidates with their evidence."""
+    best = answer.candidates[0]
+    if answer.user == "unknown":
+        lines = [
+            f"answer: unknown (top probability {best.probability:.2f} < {answer.reject_below:.2f})"
+        ]
+    else:
+        lines = [f"answer: {answer.user} (probability {best.probability:.2f})"]
+    note = f" ({answer.text_note})" if answer.text_note else ""
+    lines.append(f"used: {' + '.join(answer.used)}{note}")
+    for rank, candidate in enumerate(answer.candidates, start=1):
+        evidence = candidate.evidence
+        lines.append(
+            f"{rank:>2}. {candidate.user[:40]:<40} probability {candidate.probability:.3f}  "
+            f"evidence {evidence.pin_id} (similarity {evidence.similarity:.2f}): "
+            f"{evidence.text[:60]!r}"
+        )
+    return "\n".join(lines)
 
 
 def _check_replaceable(out: Path) -> None:
@@ -94,31 +98,35 @@ def _check_replaceable(out: Path) -> None:
             first = json.loads(fh.readline())
     except (OSError, UnicodeDecodeError, ValueError):
         first = None
-    if not (isinstance(first, dict) and {"pin_id", "ranking"} <= set(first)):
+    # "ranking": the name of the candidates before pinid 0.2
+    if not (
+        isinstance(first, dict) and "pin_id" in first and {"candidates", "ranking"} & set(first)
+    ):
         raise PinidError(
             f"{out}: exists and is not a predictions file pinid wrote; choose another --out"
         )
 
 
 def _batch(args: argparse.Namespace) -> int:
+    from pinid.api import Model
     from pinid.data import load_dataset
-    from pinid.models.predictor import Predictor
 
     _check_replaceable(Path(args.out))
     dataset = load_dataset(args.data)
-    predictor = Predictor(args.model, progress=True, reject_below=args.reject_below)
+    model = Model.load(args.model, progress=True, reject_below=args.reject_below)
     images = [p.image for p in dataset.pins]
-    if on_cluster(args):  # the cluster fills the cache that identify then reads
-        extract_on_cluster(args, predictor.extractor, images, what="query")
-    answers = predictor.identify([p.text for p in dataset.pins], images, top=args.top)
+    if on_cluster(args):  # the cluster fills the cache that identify_many then reads
+        extract_on_cluster(args, model.extractor, images, what="query")
+    answers = model.identify_many([p.text for p in dataset.pins], images, top=args.top)
     with atomic_open(args.out, "w", encoding="utf-8") as fh:
         for pin, answer in zip(dataset.pins, answers, strict=True):
-            fh.write(json.dumps({"pin_id": pin.pin_id, **answer}, ensure_ascii=False) + "\n")
-    unreadable = sum("image_error" in a for a in answers)
-    unknown = sum(a.get("answer") == "unknown" for a in answers)
+            line = {"pin_id": pin.pin_id, **answer.model_dump()}
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    unreadable = sum(a.image_error is not None for a in answers)
+    unknown = sum(a.user == "unknown" for a in answers)
     print(
         f"{len(answers)} pins identified -> {args.out} ({unreadable} with unreadable image"
-        + (f", {unknown} answered unknown" if predictor.reject_below is not None else "")
+        + (f", {unknown} answered unknown" if model.reject_below is not None else "")
         + ")"
     )
     return 0

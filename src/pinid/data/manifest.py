@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pinid.data.pins import Dataset, Pin, check_unique_ids, decode_text, safe_image_path
@@ -25,10 +26,22 @@ def load_manifest(path: str | Path) -> Dataset:
         raise DataError(f"{path}: cannot read manifest ({exc.strerror})") from None
     text = decode_text(raw, str(path))
     rows = _jsonl_rows(text, path) if path.suffix.lower() == ".jsonl" else _csv_rows(text, path)
-    root = path.parent
+    return dataset_from_rows(rows, path.parent, path)
+
+
+def dataset_from_records(records: Sequence[Mapping], root: str | Path) -> Dataset:
+    """Pins given as records with the manifest's columns (a pandas DataFrame's
+    ``to_dict("records")``, say), image paths relative to ``root``, validated as a manifest."""
+    root = Path(root)
+    rows = [(number, dict(record)) for number, record in enumerate(records, start=1)]
+    return dataset_from_rows(rows, root, root / "<records>")
+
+
+def dataset_from_rows(rows: list[tuple[int, dict]], root: Path, source: Path) -> Dataset:
+    """Validated pins from numbered rows; errors name ``source`` and the row's number."""
     pins, origins = [], []
     for line, row in rows:
-        origin = f"{path}:{line}"
+        origin = f"{source}:{line}"
         missing = [c for c in REQUIRED_COLUMNS if c not in row]
         if missing:
             raise DataError(f"{origin}: missing column(s) {', '.join(missing)}")
@@ -38,16 +51,21 @@ def load_manifest(path: str | Path) -> Dataset:
             Pin(
                 pin_id=pin_id,
                 user=user,
-                text="" if row["text"] is None else str(row["text"]),
+                text=_text(row["text"]),
                 image=safe_image_path(root, _field(row, "image", origin), origin),
                 board=None if board in (None, "") else str(board),
             )
         )
         origins.append(origin)
     if not pins:
-        raise DataError(f"{path}: manifest has no pins")
+        raise DataError(f"{source}: no pins")
     check_unique_ids(pins, origins)
-    return Dataset(tuple(pins), root, path)
+    return Dataset(tuple(pins), root, source)
+
+
+def _text(value: object) -> str:
+    """A text cell; missing (None, or a DataFrame's NaN) is an empty text."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def _field(row: dict, name: str, origin: str) -> str:

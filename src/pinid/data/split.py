@@ -82,3 +82,33 @@ def load_split(path: str | Path) -> Split:
     if not isinstance(assignment, dict) or not set(assignment.values()) <= set(PARTS):
         raise DataError(f"{path}: assignment must map pin ids to train/val/test")
     return Split({str(k): str(v) for k, v in assignment.items()}, seed)
+
+
+def split_for(dataset: Dataset, split_file: Path) -> Split:
+    """A saved split, restricted to the dataset's pins, every one of which it must cover."""
+    split = load_split(split_file)
+    pin_ids = {p.pin_id for p in dataset.pins}
+    missing = pin_ids - set(split.assignment)
+    if missing:
+        raise DataError(
+            f"{split_file}: split does not cover {len(missing)} pin(s) of {dataset.source}, "
+            f"e.g. {sorted(missing)[0]!r}"
+        )
+    return Split({k: v for k, v in split.assignment.items() if k in pin_ids}, split.seed)
+
+
+def choose_split(dataset: Dataset, saved: Path, seed: int, split_file: Path | None = None) -> Split:
+    """``split_file`` if given (it must cover every pin), else the run folder's saved split
+    when it fits the data and seed, else a new one."""
+    pin_ids = {p.pin_id for p in dataset.pins}
+    if split_file is not None:
+        split = split_for(dataset, split_file)
+    elif (
+        saved.exists()
+        and (old := load_split(saved)).seed == seed
+        and set(old.assignment) == pin_ids
+    ):
+        split = old
+    else:
+        split = make_split(dataset, seed)
+    return split

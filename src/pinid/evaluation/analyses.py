@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA, TruncatedSVD
 from pinid.evaluation.calibration import reliability
 from pinid.features.dataset import PreparedData
 from pinid.features.text import tokenize
-from pinid.models.identifier import PinIdentifier
+from pinid.models.paper_model import PaperModel
 
 N_COMPONENTS = 10
 MAX_POINTS = 2000
@@ -62,7 +62,7 @@ def words_per_pin(data: PreparedData) -> dict:
     }
 
 
-def projections(data: PreparedData, model: PinIdentifier, seed: int) -> dict:
+def projections(data: PreparedData, model: PaperModel, seed: int) -> dict:
     """Figure 3: both modalities on their first two principal components, and the variance
     explained by ten (TruncatedSVD for the sparse tf-idf, PCA for the CNN features)."""
     text = model.text_vectors(data.features.texts)
@@ -130,7 +130,7 @@ def confused_pairs(
 
 def analyse(
     data: PreparedData,
-    model: PinIdentifier,
+    model: PaperModel,
     y_true: np.ndarray,
     predicted: np.ndarray,
     confidence: np.ndarray,

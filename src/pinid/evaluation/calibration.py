@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pinid.models.final_model import Ranking
 from pinid.models.refinement import Refined
-from pinid.models.reranked import Reranked
 from pinid.models.reranker import calibrated
 
 RELIABILITY_BINS = 10
@@ -30,7 +30,7 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = RELIABI
 
 
 def calibration_summary(
-    y_true: np.ndarray, final: Reranked, paper: Refined, temperature: float
+    y_true: np.ndarray, final: Ranking, paper: Refined, temperature: float
 ) -> dict:
     """ECE of the paper's score (the top user's share of the refined scores of its top 10),
     of the re-ranker's softmax before temperature scaling, and after it (the final scores)."""

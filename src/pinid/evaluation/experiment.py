@@ -15,27 +15,22 @@ import numpy as np
 
 from pinid import __version__
 from pinid._atomic import atomic_write_text, check_output_folder
-from pinid.data import Dataset, Split, load_split, make_split, save_split
-from pinid.errors import DataError
+from pinid.data import Dataset, save_split
+from pinid.data.split import choose_split
 from pinid.evaluation.analyses import analyse
 from pinid.evaluation.calibration import calibration_summary
 from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
 from pinid.evaluation.unknown import unknown_users
 from pinid.features import MAX_FAILURE_RATE
-from pinid.features.dataset import PinFeatures, PreparedData, prepare
+from pinid.features.dataset import prepare
 from pinid.features.extract import ImageFeatureExtractor
+from pinid.features.pin_features import PinFeatures
+from pinid.models.final_model import FinalModel
 from pinid.models.fusion import cascade, late
-from pinid.models.identifier import PinIdentifier
 from pinid.models.io import save_model
-from pinid.models.modality import (
-    C_GRID,
-    make_char_model,
-    make_image_model,
-    make_text_model,
-    select_C,
-)
+from pinid.models.paper_model import PaperModel
 from pinid.models.ranking import top_k
-from pinid.models.reranked import RerankedIdentifier
+from pinid.models.selection import C_GRID, tune_C
 from pinid.models.similarity import SPACES
 from pinid.models.training import extractor_record, fit_identifier
 
@@ -46,29 +41,7 @@ BEYOND_ROWS = ("cf", "text_char", "cf_char", "cf_ref", "cf_rerank")
 FINAL = "cf_rerank"
 
 
-VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_image_model}
-
-
-def tune_C(
-    data: PreparedData, split: Split, views: tuple[str, ...] = tuple(VIEW_MODELS)
-) -> tuple[dict[str, float], dict[str, dict]]:
-    """C per view by validation accuracy, each view on its own."""
-    train_X, train_y = data.part(split.ids("train"))
-    val_X, val_y = data.part(split.ids("val"))
-    chosen, scores = {}, {}
-    for view in views:
-        X_train, X_val = (
-            (train_X.images, val_X.images)
-            if view == "image"
-            else (list(train_X.texts), list(val_X.texts))
-        )
-        chosen[view], scores[view] = select_C(
-            VIEW_MODELS[view](), X_train, train_y, X_val, val_y, C_GRID
-        )
-    return chosen, scores
-
-
-def model_scores(model: PinIdentifier, X: PinFeatures) -> dict[str, np.ndarray]:
+def model_scores(model: PaperModel, X: PinFeatures) -> dict[str, np.ndarray]:
     """Per-user scores of every phase-1 model and baseline (rows: pins, columns: classes_)."""
     r_text, r_image = model.modality_proba(X)
     scores = {"text": r_text, "image": r_image}
@@ -88,7 +61,7 @@ def run_experiment(
     max_unreadable: float = MAX_FAILURE_RATE,
     strict: bool = False,
     split_file: Path | None = None,
-) -> tuple[dict, RerankedIdentifier]:
+) -> tuple[dict, FinalModel]:
     """Run the protocol; write ``out/split.json``, ``out/results.json`` and ``out/model/``."""
     timings: dict[str, float] = {}
     check_output_folder(out, "results.json", "split.json", "corpus/manifest.jsonl")
@@ -103,7 +76,7 @@ def run_experiment(
     timings["features"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    chosen, validation = tune_C(data, split)
+    chosen, validation = tune_C(data.part(split.ids("train")), data.part(split.ids("val")))
     timings["tune_C"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -135,7 +108,7 @@ def run_experiment(
             models[name], per_user[name] = evaluate_ranking(
                 y_true, refined[space].users, model.classes_
             )
-    final = reranked.rerank(test_X)
+    final = reranked.rank(test_X)
     models["cf_rerank"], per_user["cf_rerank"] = evaluate_ranking(
         y_true, final.users, model.classes_
     )
@@ -195,78 +168,3 @@ def run_experiment(
         out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     )
     return results, reranked
-
-
-def split_for(dataset: Dataset, split_file: Path) -> Split:
-    """A saved split, restricted to the dataset's pins, every one of which it must cover."""
-    split = load_split(split_file)
-    pin_ids = {p.pin_id for p in dataset.pins}
-    missing = pin_ids - set(split.assignment)
-    if missing:
-        raise DataError(
-            f"{split_file}: split does not cover {len(missing)} pin(s) of {dataset.source}, "
-            f"e.g. {sorted(missing)[0]!r}"
-        )
-    return Split({k: v for k, v in split.assignment.items() if k in pin_ids}, split.seed)
-
-
-def choose_split(dataset: Dataset, saved: Path, seed: int, split_file: Path | None = None) -> Split:
-    """``split_file`` if given (it must cover every pin), else the run folder's saved split
-    when it fits the data and seed, else a new one."""
-    pin_ids = {p.pin_id for p in dataset.pins}
-    if split_file is not None:
-        split = split_for(dataset, split_file)
-    elif (
-        saved.exists()
-        and (old := load_split(saved)).seed == seed
-        and set(old.assignment) == pin_ids
-    ):
-        split = old
-    else:
-        split = make_split(dataset, seed)
-    return split
-
-
-def format_summary(results: dict) -> str:
-    """The run in a few lines: data sizes and chosen C, calibration, unknown users, time."""
-    d, t = results["dataset"], results["timings_s"]
-    C = results["chosen_C"]
-    lines = [
-        f"{d['n_users']} users, {d['n_pins']} pins "
-        f"(train {d['n_train']} / val {d['n_val']} / test {d['n_test']}); "
-        + "C "
-        + ", ".join(f"{view} {C[view]:g}" for view in C)
-    ]
-    c = results["calibration"]
-    lines.append(
-        f"calibration ({FINAL}): expected calibration error {c['ece_before']:.3f} before, "
-        f"{c['ece_after']:.3f} after temperature {c['temperature']:.2f} "
-        f"(cf_ref: {c['ece_cf_ref']:.3f})"
-    )
-    u = results["unknown_users"]
-    if "threshold" in u:
-        at = u["test_at_threshold"]
-        lines.append(
-            f"unknown users: below {u['threshold']:.2f} (chosen on validation) "
-            f"{100 * at['unknown_rejected']:.1f}% of unknown users' test pins rejected, "
-            f"{100 * at['known_accuracy']:.1f}% of known users' answered right "
-            f"({100 * u['test_without_rejection']['known_accuracy']:.1f}% without rejection)"
-        )
-    else:
-        lines.append(f"unknown users: {u['skipped']}")
-    lines.append("time: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in t.items()))
-    return "\n".join(lines)
-
-
-def format_table(results: dict) -> str:
-    """Table 2 of the paper: every model's accuracy, macro-F1 and recall@10 in %."""
-    header = f"{'model':<14}{'accuracy':>10}{'macro-F1':>10}{'recall@10':>11}"
-    lines = [header, "-" * len(header)]
-    rows = list(TABLE_ROWS) + [m for m in results["models"] if m not in TABLE_ROWS]
-    for name in rows:
-        m = results["models"][name]
-        lines.append(
-            f"{name:<14}{100 * m['accuracy']:>10.1f}{100 * m['macro_f1']:>10.1f}"
-            f"{100 * m['recall_at_10']:>11.1f}"
-        )
-    return "\n".join(lines)

@@ -51,7 +51,7 @@ def unknown_users(
 
     def answers(ids: set[str]) -> tuple[np.ndarray, np.ndarray]:
         X, y = data.part(ids)
-        ranked = model.rerank(X)
+        ranked = model.rank(X)
         return ranked.probability[:, 0], model.classes_[ranked.users[:, 0]] == np.asarray(y)
 
     def unknown_confidence(who: set[str]) -> np.ndarray:

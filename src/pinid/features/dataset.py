@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,41 +10,7 @@ import numpy as np
 from pinid.data import Dataset, PinidWarning
 from pinid.features import MAX_FAILURE_RATE
 from pinid.features.extract import ImageFeatureExtractor, check_failure_rate
-
-
-@dataclass
-class PinFeatures:
-    """Row-aligned pins: raw texts and CNN image features.
-
-    ``has_text``/``has_image`` say whether a modality was given at all (default: both); an
-    empty text that was given still goes through the text model, as in the paper's protocol.
-    """
-
-    texts: Sequence[str]
-    images: np.ndarray
-    has_text: np.ndarray | None = None
-    has_image: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.texts)
-        if self.images.shape[0] != n:
-            raise ValueError(f"{n} texts but {self.images.shape[0]} image rows")
-        if self.has_text is None:
-            self.has_text = np.ones(n, dtype=bool)
-        if self.has_image is None:
-            self.has_image = np.ones(n, dtype=bool)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def take(self, rows: np.ndarray) -> PinFeatures:
-        rows = np.asarray(rows)
-        return PinFeatures(
-            [self.texts[i] for i in rows],
-            self.images[rows],
-            self.has_text[rows],
-            self.has_image[rows],
-        )
+from pinid.features.pin_features import PinFeatures
 
 
 @dataclass

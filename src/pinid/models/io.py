@@ -3,6 +3,10 @@
 Loading never imports or executes anything named in the files: the estimators are rebuilt
 from pinid's own constructors plus the stored parameters and arrays, so a model folder handed
 over by a stranger can at worst be refused.
+
+The format has a version per part (``PARTS``) and a loader per part version, so a change to
+one part adds a loader beside the old one instead of breaking every saved model; folders of
+schema 2 (before parts had versions) load as they are and ``pinid model upgrade`` rewrites them.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +30,16 @@ from pinid._atomic import atomic_directory
 from pinid.errors import ModelFileError
 from pinid.features.efficientnet import get_spec
 from pinid.features.preprocess import FITS
-from pinid.models.identifier import PinIdentifier
+from pinid.models.final_model import N_CANDIDATE_FEATURES, FinalModel, Views
 from pinid.models.modality import make_char_model, make_image_model, make_text_model
-from pinid.models.reranked import N_CANDIDATE_FEATURES, RerankedIdentifier, Views
+from pinid.models.paper_model import PaperModel
 from pinid.models.reranker import Reranker
 from pinid.models.similarity import SPACES
 from pinid.models.thumbnails import write_thumbnails
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+PARTS = {"words": 1, "chars": 1, "image": 1, "training_pins": 1, "reranker": 1}
+"""The version of each part this pinid writes."""
 MODEL_JSON = "model.json"
 ARRAYS = "arrays.npz"
 MAX_JSON_BYTES = 512 * 1024 * 1024
@@ -55,13 +62,13 @@ class TrainingPins:
 
 @dataclass
 class SavedModel:
-    model: RerankedIdentifier
+    model: FinalModel
     pins: TrainingPins
     extractor: dict
     meta: dict
 
 
-def _arrays(reranked: RerankedIdentifier) -> dict[str, np.ndarray]:
+def _arrays(reranked: FinalModel) -> dict[str, np.ndarray]:
     model, char, reranker = reranked.views_.base, reranked.views_.char, reranked.reranker_
     tfidf = model.text_model_.named_steps["tfidf"]
     text_lr = model.text_model_.named_steps["logistic"]
@@ -89,7 +96,7 @@ def _arrays(reranked: RerankedIdentifier) -> dict[str, np.ndarray]:
 
 
 def save_model(
-    folder: str | Path, reranked: RerankedIdentifier, pins: TrainingPins, extractor: dict, **meta
+    folder: str | Path, reranked: FinalModel, pins: TrainingPins, extractor: dict, **meta
 ) -> Path:
     """Write the model folder (with evidence thumbnails) under a temporary name and rename it
     into place."""
@@ -102,6 +109,7 @@ def save_model(
     char_tfidf = reranked.views_.char.named_steps["tfidf"]
     document = {
         "schema_version": SCHEMA_VERSION,
+        "parts": PARTS,
         "pinid_version": __version__,
         "library_versions": {
             "numpy": np.__version__,
@@ -133,14 +141,14 @@ def save_model(
     return folder
 
 
-def rejection_threshold(saved: SavedModel, folder: Path, value: float | str | None) -> float | None:
-    """``value`` as a threshold; ``"auto"`` is the one chosen by the experiment that wrote
-    the model (``pinid train`` chooses none)."""
+def rejection_threshold(meta: dict, where: str, value: float | str | None) -> float | None:
+    """``value`` as a threshold; ``"auto"`` is the one the experiment that wrote the model
+    chose (``meta["suggested_reject_below"]``; ``pinid train`` chooses none)."""
     if value == "auto":
-        value = saved.meta.get("suggested_reject_below")
+        value = meta.get("suggested_reject_below")
         if not isinstance(value, float):
             raise ModelFileError(
-                f"{folder}: no rejection threshold was chosen for this model (pinid experiment "
+                f"{where}: no rejection threshold was chosen for this model (pinid experiment "
                 f"chooses one); give --reject-below a number"
             )
     if value is not None and not 0.0 <= float(value) <= 1.0:
@@ -152,8 +160,8 @@ def _fail(folder: Path, problem: str) -> ModelFileError:
     return ModelFileError(f"{folder}: {problem}")
 
 
-def load_model(folder: str | Path) -> SavedModel:
-    """Rebuild a :class:`PinIdentifier` from a model folder, verifying the arrays' sha256."""
+def read_document(folder: str | Path) -> dict:
+    """``model.json`` of a model folder of any schema pinid knows, as the current schema."""
     folder = Path(folder)
     doc_path = folder / MODEL_JSON
     if not doc_path.is_file():
@@ -164,8 +172,28 @@ def load_model(folder: str | Path) -> SavedModel:
         doc = json.loads(doc_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(folder, f"{MODEL_JSON} is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
-        raise _fail(folder, f"unknown model schema (expected version {SCHEMA_VERSION})")
+    schema = doc.get("schema_version") if isinstance(doc, dict) else None
+    if schema == 2:
+        doc = {**doc, "schema_version": SCHEMA_VERSION, "parts": dict.fromkeys(PARTS, 1)}
+    elif schema != SCHEMA_VERSION:
+        raise _fail(
+            folder, f"unknown model schema (this pinid reads versions 2 and {SCHEMA_VERSION})"
+        )
+    parts = doc.get("parts")
+    if not isinstance(parts, dict) or set(parts) != set(PARTS):
+        raise _fail(folder, f"{MODEL_JSON} must give the version of each of {', '.join(PARTS)}")
+    for part, version in parts.items():
+        if not isinstance(version, int) or (part, version) not in _PART_LOADERS:
+            raise _fail(
+                folder, f"its {part} are of version {version}, which this pinid cannot read"
+            )
+    return doc
+
+
+def load_model(folder: str | Path) -> SavedModel:
+    """Rebuild a :class:`FinalModel` from a model folder, verifying the arrays' sha256."""
+    folder = Path(folder)
+    doc = read_document(folder)
     try:
         arrays_bytes = (folder / ARRAYS).read_bytes()
     except OSError as exc:
@@ -176,19 +204,36 @@ def load_model(folder: str | Path) -> SavedModel:
     # hostile, so everything is checked as if it came from a stranger.
     try:
         arrays = _read_arrays(arrays_bytes)
-        model = _rebuild(doc, arrays)
-        pins = TrainingPins(
-            pin_ids=[str(v) for v in doc["training_pins"]["pin_id"]],
-            texts=[str(v) for v in doc["training_pins"]["text"]],
-            images=[str(v) for v in doc["training_pins"]["image"]],
-            users=[str(v) for v in doc["training_pins"]["user"]],
-        )
+        built = {part: _PART_LOADERS[part, doc["parts"][part]](doc, arrays)
+                 for part in ("words", "image", "training_pins")}  # fmt: skip
+        model = _paper_model(doc, **built)
+        pins = built["training_pins"][1]
         _check_consistent(model, pins, doc)
-        reranked = _rebuild_reranked(doc, arrays, model, pins)
+        char = _PART_LOADERS["chars", doc["parts"]["chars"]](doc, arrays, model.classes_)
+        reranker, temperature = _PART_LOADERS["reranker", doc["parts"]["reranker"]](doc, arrays)
+        final = _final_model(doc, model, char, reranker, temperature, pins)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError,
             zipfile.BadZipFile) as exc:  # fmt: skip
         raise _fail(folder, f"inconsistent model files ({type(exc).__name__}: {exc})") from None
-    return SavedModel(reranked, pins, doc["extractor"], doc.get("meta", {}))
+    return SavedModel(final, pins, doc["extractor"], doc.get("meta", {}))
+
+
+def upgrade(folder: str | Path) -> bool:
+    """Rewrite a model folder of an earlier schema in the current one, in place and
+    atomically (arrays and thumbnails as they are); False if it is current already."""
+    folder = Path(folder)
+    load_model(folder)  # refuses what it could not load, before anything is written
+    if json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))["schema_version"] == (
+        SCHEMA_VERSION
+    ):
+        return False
+    doc = read_document(folder)
+    with atomic_directory(folder, marker=MODEL_JSON) as tmp:
+        for item in folder.iterdir():
+            if item.name != MODEL_JSON:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        (tmp / MODEL_JSON).write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
+    return True
 
 
 _HEADER_READERS = {
@@ -224,7 +269,7 @@ def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _check_consistent(model: PinIdentifier, pins: TrainingPins, doc: dict) -> None:
+def _check_consistent(model: PaperModel, pins: TrainingPins, doc: dict) -> None:
     n_classes, n_train = len(model.classes_), model.train_image_.shape[0]
     if len({len(pins.pin_ids), len(pins.texts), len(pins.images), len(pins.users), n_train,
             len(model.train_y_), model.train_text_.shape[0]}) != 1:  # fmt: skip
@@ -266,13 +311,48 @@ def _fitted(lr, classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray):
     return lr
 
 
-def _rebuild_reranked(
-    doc: dict, a: dict[str, np.ndarray], base: PinIdentifier, pins: TrainingPins
-) -> RerankedIdentifier:
-    """The char view, the re-ranker and the temperature around the paper's model ``base``."""
-    params = doc["params"]
-    classes = base.classes_
-    char = make_char_model(params["C_char"])
+def _words_v1(doc: dict, a: dict[str, np.ndarray]):
+    """The word view: tf-idf dictionary and idf, and its logistic regression."""
+    classes = np.array(doc["classes"])
+    text = make_text_model(doc["params"]["C_text"])
+    tfidf = text.named_steps["tfidf"]
+    tfidf.vocabulary_ = {str(w): int(i) for w, i in doc["vocabulary"].items()}
+    tfidf.idf_ = a["text_idf"]
+    _fitted(text.named_steps["logistic"], classes, a["text_coef"], a["text_intercept"])
+    return text
+
+
+def _image_v1(doc: dict, a: dict[str, np.ndarray]):
+    """The image view: L2 normalisation and its logistic regression."""
+    classes = np.array(doc["classes"])
+    image = make_image_model(doc["params"]["C_image"])
+    normaliser: Normalizer = image.named_steps["l2"]
+    normaliser.n_features_in_ = int(doc["n_image_features"])
+    _fitted(image.named_steps["logistic"], classes, a["image_coef"], a["image_intercept"])
+    return image
+
+
+def _training_pins_v1(doc: dict, a: dict[str, np.ndarray]):
+    """The training pins: word vectors, image features and users (arrays), and what evidence
+    shows of each (ids, texts, image paths)."""
+    n_train = a["train_image"].shape[0]
+    train_text = sp.csr_matrix(
+        (a["train_text_data"], a["train_text_indices"], a["train_text_indptr"]),
+        shape=(n_train, len(doc["vocabulary"])),
+    )
+    listed = doc["training_pins"]
+    pins = TrainingPins(
+        pin_ids=[str(v) for v in listed["pin_id"]],
+        texts=[str(v) for v in listed["text"]],
+        images=[str(v) for v in listed["image"]],
+        users=[str(v) for v in listed["user"]],
+    )
+    return (train_text, a["train_image"], a["train_y"]), pins
+
+
+def _chars_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
+    """The character n-gram view: tf-idf and its logistic regression."""
+    char = make_char_model(doc["params"]["C_char"])
     tfidf = char.named_steps["tfidf"]
     tfidf.vocabulary_ = {str(g): int(i) for g, i in doc["char_vocabulary"].items()}
     if sorted(tfidf.vocabulary_.values()) != list(range(len(tfidf.vocabulary_))):
@@ -286,7 +366,12 @@ def _rebuild_reranked(
     ):
         raise ValueError("character classifier weights have the wrong shape")
     _fitted(char.named_steps["logistic"], classes, a["char_coef"], a["char_intercept"])
-    reranker = Reranker(params["rerank_alpha"])
+    return char
+
+
+def _reranker_v1(doc: dict, a: dict[str, np.ndarray]) -> tuple[Reranker, float]:
+    """The re-ranker's weights and the temperature of its probabilities."""
+    reranker = Reranker(doc["params"]["rerank_alpha"])
     reranker.mean_, reranker.scale_, reranker.coef_ = (
         a["rerank_mean"], a["rerank_scale"], a["rerank_coef"],
     )  # fmt: skip
@@ -299,41 +384,39 @@ def _rebuild_reranked(
     temperature = float(doc["temperature"])
     if not np.exp(-4.0) <= temperature <= np.exp(4.0):  # the range fit_temperature searches
         raise ValueError("invalid temperature")
-    if not isinstance(doc.get("meta", {}), dict):
-        raise ValueError("meta must be an object")
-    model = RerankedIdentifier(**{k: params[k] for k in (
-        "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
-        "random_state")})  # fmt: skip
-    model.views_ = Views(base, char, pins.texts, model.top_k)
-    model.classes_, model.reranker_, model.temperature_ = classes, reranker, temperature
+    return reranker, temperature
+
+
+_PART_LOADERS = {
+    ("words", 1): _words_v1,
+    ("image", 1): _image_v1,
+    ("training_pins", 1): _training_pins_v1,
+    ("chars", 1): _chars_v1,
+    ("reranker", 1): _reranker_v1,
+}
+"""(part, version) -> its loader; a new version of a part adds a loader here."""
+
+
+def _paper_model(doc: dict, words, image, training_pins) -> PaperModel:
+    params = doc["params"]
+    model = PaperModel(**{k: params[k] for k in ("C_text", "C_image", "similarity", "top_k")})
+    model.classes_ = np.array(doc["classes"])
+    model.text_model_, model.image_model_ = words, image
+    (model.train_text_, model.train_image_, model.train_y_), _ = training_pins
+    model.refiners_ = {}
     return model
 
 
-def _rebuild(doc: dict, a: dict[str, np.ndarray]) -> PinIdentifier:
+def _final_model(
+    doc: dict, base: PaperModel, char, reranker: Reranker, temperature: float, pins: TrainingPins
+) -> FinalModel:
+    """The char view, the re-ranker and the temperature around the paper's model ``base``."""
+    if not isinstance(doc.get("meta", {}), dict):
+        raise ValueError("meta must be an object")
     params = doc["params"]
-    model = PinIdentifier(**{k: params[k] for k in ("C_text", "C_image", "similarity", "top_k")})
-    classes = np.array(doc["classes"])
-    model.classes_ = classes
-
-    text = make_text_model(params["C_text"])
-    tfidf = text.named_steps["tfidf"]
-    tfidf.vocabulary_ = {str(w): int(i) for w, i in doc["vocabulary"].items()}
-    tfidf.idf_ = a["text_idf"]
-    _fitted(text.named_steps["logistic"], classes, a["text_coef"], a["text_intercept"])
-    model.text_model_ = text
-
-    image = make_image_model(params["C_image"])
-    normaliser: Normalizer = image.named_steps["l2"]
-    normaliser.n_features_in_ = int(doc["n_image_features"])
-    _fitted(image.named_steps["logistic"], classes, a["image_coef"], a["image_intercept"])
-    model.image_model_ = image
-
-    n_train = a["train_image"].shape[0]
-    model.train_text_ = sp.csr_matrix(
-        (a["train_text_data"], a["train_text_indices"], a["train_text_indptr"]),
-        shape=(n_train, len(tfidf.vocabulary_)),
-    )
-    model.train_image_ = a["train_image"]
-    model.train_y_ = a["train_y"]
-    model.refiners_ = {}
+    model = FinalModel(**{k: params[k] for k in (
+        "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
+        "random_state")})  # fmt: skip
+    model.views_ = Views(base, char, pins.texts, model.top_k)
+    model.classes_, model.reranker_, model.temperature_ = base.classes_, reranker, temperature
     return model

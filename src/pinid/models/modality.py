@@ -8,10 +8,7 @@ train + validation (which, for text, rebuilds the dictionary on both, as the pap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer
 
@@ -19,7 +16,6 @@ from pinid.errors import DataError
 from pinid.features.text import make_char_vectorizer, make_text_vectorizer
 from pinid.models.logistic import PreconditionedLogisticRegression
 
-C_GRID = (0.1, 1.0, 10.0, 100.0)
 MAX_ITER = 1000
 TOL = 1e-4  # scikit-learn's default
 
@@ -65,47 +61,3 @@ def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
                 "the text model needs some shared words"
             ) from None
         raise
-
-
-def select_C(
-    model: Pipeline,
-    X_train,
-    y_train: np.ndarray,
-    X_val,
-    y_val: np.ndarray,
-    grid: Sequence[float] = C_GRID,
-) -> tuple[float, dict[float, float]]:
-    """The C of ``grid`` with the best validation accuracy (ties: the smaller C), and the
-    scores of the Cs fitted.
-
-    The Cs are fitted from the smallest up, and the search stops once accuracy has risen above
-    the smallest C's and a C then scores below the best so far (:func:`past_the_peak`):
-    validation accuracy rises with C up to a peak and then falls (on every view of the demo
-    and the paper-scale corpora), so a larger C would not be chosen, and the largest C costs
-    the most iterations (with scikit-learn's sag the text view's C=100 at the paper's scale took
-    34 s, after 12 s for the three others; with pinid's solver 4.9 s after 7.4 s).
-
-    Each C is fitted from zero. A warm-started path (each C from the previous solution) took
-    the text view's grid from 339 s to 53 s at the paper's scale but is not used: lbfgs stops
-    on a gradient tolerance that the C=10 solution already meets for C=100, so the path's
-    models differed from cold fits and chose worse (85.5 vs 88.2 % test accuracy at half the
-    paper's scale, benchmarks/paper_scale.py).
-    """
-    scores: dict[float, float] = {}
-    for C in sorted(grid):
-        candidate = fit_model(clone(model).set_params(logistic__C=C), X_train, y_train)
-        scores[C] = float(np.mean(candidate.predict(X_val) == y_val))
-        if past_the_peak(list(scores.values())):
-            break
-    best = max(scores, key=lambda C: (scores[C], -C))
-    return best, scores
-
-
-def past_the_peak(scores: Sequence[float]) -> bool:
-    """Whether validation accuracies, by increasing C, have risen and then fallen.
-
-    A dip before any rise does not count: with many users and few pins each, the smallest Cs
-    all underfit and their accuracies differ only by noise.
-    """
-    best = max(scores)
-    return best > scores[0] and scores[-1] < best

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pinid.features.dataset import PreparedData
 from pinid.features.extract import ImageFeatureExtractor
+from pinid.models.final_model import FinalModel
 from pinid.models.io import TrainingPins
-from pinid.models.reranked import RerankedIdentifier
 
 
 def fit_identifier(
@@ -14,13 +14,13 @@ def fit_identifier(
     C: dict[str, float],
     similarity: str = "joint",
     calibrate_ids: set[str] | None = None,
-) -> tuple[RerankedIdentifier, TrainingPins]:
+) -> tuple[FinalModel, TrainingPins]:
     """Fit on the pins in ``pin_ids`` (the temperature on the out-of-fold scores of those in
     ``calibrate_ids``, default all); return the model and its training pins (for evidence)."""
     X, y = data.part(pin_ids)
     pins = [data.dataset.pins[i] for i in data.rows(pin_ids)]
     calibrate = None if calibrate_ids is None else [p.pin_id in calibrate_ids for p in pins]
-    model = RerankedIdentifier(
+    model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
     ).fit(X, y, calibrate=calibrate)
     return model, TrainingPins(

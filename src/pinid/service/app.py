@@ -1,8 +1,8 @@
 """The web service: a page and a JSON API that answer "who posted this pin?".
 
 The model loads once, before the first request, and is only read afterwards. Identification
-(image decoding, the CNN, both classifiers, refinement) runs in a bounded pool off the event loop;
-its ranking is :meth:`Predictor.rank`'s, the same as ``pinid predict``.
+(image decoding, the CNN, the views, the re-ranker) runs in a bounded pool off the event loop;
+its answer is :meth:`pinid.api.Model.identify_features`'s, the same as ``pinid predict``'s.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -24,10 +25,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pinid import __version__
+from pinid.api import Model
 from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.images import UnreadableImage
 from pinid.features.text import MAX_TEXT_CHARS
-from pinid.models.predictor import Predictor
+from pinid.models.answer import Answer
 from pinid.models.thumbnails import available_thumbnails, read_thumbnail
 from pinid.service.middleware import RequestLimits, SecurityHeaders
 from pinid.service.pool import InferencePool, PoolBusy
@@ -40,28 +42,9 @@ class Error(BaseModel):
     detail: str = Field(description="what was wrong, in one line")
 
 
-class Evidence(BaseModel):
-    pin_id: str = Field(description="the candidate's training pin most similar to the query")
-    text: str
-    image_url: str | None = Field(description="thumbnail of that pin, if the model has one")
-    similarity: float = Field(description="cosine similarity of that pin to the query")
+class Identification(Answer):
+    """The answer of ``pinid predict --json``, plus the time the request took."""
 
-
-class RankedUser(BaseModel):
-    user: str
-    score: float = Field(description="calibrated probability that this user posted the pin")
-    text_prob: float | None = Field(description="text classifier's probability (if text used)")
-    image_prob: float | None = Field(description="image classifier's probability (if used)")
-    evidence: Evidence
-
-
-class Identification(BaseModel):
-    answer: str = Field(description='the most probable user, or "unknown" below reject_below')
-    reject_below: float | None = Field(description="the server's rejection threshold, if any")
-    ranking: list[RankedUser]
-    used: list[str] = Field(description='the modalities used: "text", "image" or both')
-    text_note: str | None = Field(None, description="why a given text was not used")
-    model: str
     elapsed_ms: float = Field(description="time spent on the request, queue included")
 
 
@@ -94,30 +77,37 @@ ERRORS = {
 
 
 class Service:
-    """What the endpoints share: the predictor, evidence URLs and the bounded pool."""
+    """What the endpoints share: the model, evidence URLs and the bounded pool."""
 
-    def __init__(self, predictor: Predictor, queue: int) -> None:
-        self.predictor = predictor
+    def __init__(self, model: Model, queue: int) -> None:
+        self.model = model
+        self.model_dir = Path(model.name)
         self.pool = InferencePool(queue)
-        self.row_of = {pin_id: row for row, pin_id in enumerate(predictor.pins.pin_ids)}
-        self.counts = Counter(predictor.pins.users)
-        self.thumbnails = available_thumbnails(predictor.model_dir, len(self.row_of))
-        self.model_name = predictor.model_dir.resolve().name  # not the server's paths
+        self.row_of = {pin_id: row for row, pin_id in enumerate(model.pins.pin_ids)}
+        self.counts = Counter(model.pins.users)
+        self.thumbnails = available_thumbnails(self.model_dir, len(self.row_of))
+        self.model_name = self.model_dir.resolve().name  # not the server's paths
 
     def image_url(self, pin_id: str) -> str | None:
         row = self.row_of[pin_id]
         return f"/api/thumbnails/{row}" if row in self.thumbnails else None
 
-    def identify(self, text: str | None, image: bytes | None, filename: str) -> dict:
-        """Runs in the pool: features of the upload, then the ranking."""
+    def identify(self, text: str | None, image: bytes | None, filename: str) -> Answer:
+        """Runs in the pool: features of the upload, then the answer, its evidence pointing at
+        thumbnails (never at the server's paths)."""
         vectors = np.zeros((1, FEATURE_DIM), np.float32)
         if image is not None:
-            vectors[0] = self.predictor.extractor.features_of(image, filename)
-        return self.predictor.rank([text], vectors, np.array([image is not None]))[0]
+            vectors[0] = self.model.extractor.features_of(image, filename)
+        answer = self.model.identify_features([text], vectors, np.array([image is not None]))[0]
+        for candidate in answer.candidates:
+            candidate.evidence.image = None
+            candidate.evidence.image_url = self.image_url(candidate.evidence.pin_id)
+        answer.model = self.model_name
+        return answer
 
 
 def create_app(
-    predictor: Predictor,
+    model: Model,
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     queue: int = QUEUE,
@@ -125,12 +115,12 @@ def create_app(
 ) -> FastAPI:
     """The ASGI application for one loaded model; ``threads`` caps the CNN's threads (for
     several server processes sharing the cores)."""
-    service = Service(predictor, queue)
+    service = Service(model, queue)
     static = files("pinid.service") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
 
     def load_cnn() -> None:
-        predictor.extractor.load()
+        model.extractor.load()
         if threads:
             torch.set_num_threads(threads)
 
@@ -182,8 +172,8 @@ def create_app(
             "model": service.model_name,
             "max_body_bytes": max_body_bytes,
             "users": len(service.counts),
-            "training_pins": len(predictor.pins.pin_ids),
-            "extractor": predictor.extractor.extractor_id,
+            "training_pins": len(model.pins.pin_ids),
+            "extractor": model.extractor.extractor_id,
             "version": __version__,
         }
 
@@ -202,7 +192,7 @@ def create_app(
         },
     )
     async def thumbnail(row: Annotated[int, PathParam(ge=0)]) -> Response:
-        data = read_thumbnail(predictor.model_dir, row) if row in service.thumbnails else None
+        data = read_thumbnail(service.model_dir, row) if row in service.thumbnails else None
         if data is None:
             raise HTTPException(404, f"no thumbnail for training pin {row}")
         return Response(
@@ -215,7 +205,7 @@ def create_app(
         text: Annotated[
             str | None, Form(max_length=MAX_TEXT_CHARS, description="the pin's text")
         ] = None,
-    ) -> dict:
+    ) -> Identification:
         """Rank the users who may have posted a pin; give an image, a text or both."""
         started = time.perf_counter()
         # A file part with no name and no bytes is a form sent without choosing a file; a named
@@ -232,15 +222,10 @@ def create_app(
                                 {"retry-after": "1"}) from None  # fmt: skip
         except UnreadableImage as exc:
             raise HTTPException(STATUS_OF_IMAGE_FAULT[exc.kind], f"image: {exc}") from None
-        if not answer["ranking"]:
+        if not answer.candidates:
             raise HTTPException(422, "the text has nothing the model knows, and no image was given")
-        for entry in answer["ranking"]:
-            evidence = entry["evidence"]
-            del evidence["image"]  # a path on the server; the thumbnail URL replaces it
-            evidence["image_url"] = service.image_url(evidence["pin_id"])
-        answer["model"] = service.model_name
-        answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        return answer
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        return Identification(**dict(answer), elapsed_ms=elapsed_ms)
 
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)  # before any parsing
     app.add_middleware(SecurityHeaders)  # outermost: its own answers carry the headers too

@@ -25,11 +25,11 @@ class Settings:
 
     def load_app(self):
         """Load the model (once) and build the ASGI application around it."""
-        from pinid.models.predictor import Predictor
+        from pinid.api import Model
         from pinid.service.app import create_app
 
         return create_app(
-            Predictor(self.model, reject_below=self.reject_below),
+            Model.load(self.model, reject_below=self.reject_below),
             max_body_bytes=self.max_body_bytes,
             queue=self.queue,
             threads=self.threads or None,

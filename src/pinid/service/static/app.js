@@ -54,13 +54,13 @@ function candidate(entry, rank, best) {
   title.append(element("span", "rank", rank + "."), element("span", "name", entry.user));
   const bar = element("div", "bar");
   const fill = element("span");
-  fill.style.width = (best > 0 ? (100 * entry.score) / best : 0).toFixed(1) + "%";
+  fill.style.width = (best > 0 ? (100 * entry.probability) / best : 0).toFixed(1) + "%";
   bar.append(fill);
   body.append(
     title,
     bar,
     element("div", "numbers",
-      "probability " + percent(entry.score) + " · text " + percent(entry.text_prob) +
+      "probability " + percent(entry.probability) + " · text " + percent(entry.text_prob) +
       " · image " + percent(entry.image_prob) +
       " · evidence similarity " + evidence.similarity.toFixed(2)),
     element("div", "evidence-text", evidence.text ? "“" + evidence.text + "”" : "(no text)"),
@@ -70,14 +70,14 @@ function candidate(entry, rank, best) {
 }
 
 function show(answer) {
-  const best = answer.ranking.length ? answer.ranking[0].score : 0;
-  verdict.className = answer.answer === "unknown" ? "unknown" : "";
-  verdict.textContent = answer.answer === "unknown"
+  const best = answer.probability === null ? 0 : answer.probability;
+  verdict.className = answer.user === "unknown" ? "unknown" : "";
+  verdict.textContent = answer.user === "unknown"
     ? "Unknown: no known user is probable enough (best " + percent(best) +
       ", threshold " + percent(answer.reject_below) + "). The candidates were:"
-    : "Posted by " + answer.answer + " (probability " + percent(best) + ")";
+    : "Posted by " + answer.user + " (probability " + percent(best) + ")";
   verdict.hidden = false;
-  ranking.replaceChildren(...answer.ranking.map((e, i) => candidate(e, i + 1, best)));
+  ranking.replaceChildren(...answer.candidates.map((e, i) => candidate(e, i + 1, best)));
   summary.textContent = "Used " + answer.used.join(" + ") +
     (answer.text_note ? " (" + answer.text_note + ")" : "") +
     " · " + answer.elapsed_ms.toFixed(0) + " ms";

@@ -1,7 +1,7 @@
 """Beyond the paper: the cascade of three views, a learned re-ranker of its top 10, and
 calibrated probabilities (``cf_rerank``).
 
-The paper's model (:class:`PinIdentifier`: words + image, cascade, refinement) is kept whole
+The paper's model (:class:`PaperModel`: words + image, cascade, refinement) is kept whole
 inside as ``views_.base``; a character n-gram text view joins the cascade; the re-ranker learns
 from out-of-fold candidates of the training pins (cross-fitting: every pin is scored by views fitted
 without it, as a test pin would be), so it never sees in-sample, over-confident view scores;
@@ -21,11 +21,11 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from pinid.errors import DataError
-from pinid.features.dataset import PinFeatures
+from pinid.features.pin_features import PinFeatures
 from pinid.models.candidates import SIMILARITY_STATS, UserSimilarity, candidate_features
 from pinid.models.fusion import cascade
-from pinid.models.identifier import PinIdentifier
 from pinid.models.modality import fit_model, make_char_model
+from pinid.models.paper_model import PaperModel
 from pinid.models.ranking import top_k
 from pinid.models.refinement import TOP_K
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
@@ -39,22 +39,40 @@ pin count, has text, has image (see :func:`candidate_features`)."""
 
 
 @dataclass
-class Reranked:
-    """Per pin, ``k`` candidates best first."""
+class Encoded:
+    """A batch's vectors in every view, computed once for the probabilities, the similarity
+    search and the evidence: word and character tf-idf of its texts, L2-normalised image
+    features (rows as given, whether or not a modality is used)."""
+
+    words: sp.csr_matrix
+    chars: sp.csr_matrix
+    images: np.ndarray
+
+    def knows_text(self) -> np.ndarray:
+        """Per pin: has its text a word or a character n-gram the model knows?"""
+        return (np.diff(self.words.indptr) > 0) | (np.diff(self.chars.indptr) > 0)
+
+    def take(self, rows: np.ndarray) -> Encoded:
+        return Encoded(self.words[rows], self.chars[rows], self.images[rows])
+
+
+@dataclass
+class Ranking:
+    """Per pin, ``k`` candidate users best first, with what an answer shows of each."""
 
     users: np.ndarray  # (n, k) class indices
     probability: np.ndarray  # (n, k) calibrated P(author), summing to one over the candidates
     logits: np.ndarray  # (n, k) re-ranker decision values
-    evidence: np.ndarray  # (n, k) that user's training pin most similar to the pin (the paper's
-    # refinement space, ``similarity``)
-    similarity: np.ndarray  # (n, k) its cosine similarity
+    view_probability: dict[str, np.ndarray]  # view -> (n, k) that view's probability
+    evidence: np.ndarray  # (n, k) the candidate's training pin most similar to the pin
+    similarity: np.ndarray  # (n, k) its cosine similarity (the paper's refinement space)
 
 
 class Views:
     """Word, character and image views fitted on some pins: probabilities and candidates."""
 
     def __init__(
-        self, base: PinIdentifier, char: Pipeline, train_texts: Sequence[str], top: int
+        self, base: PaperModel, char: Pipeline, train_texts: Sequence[str], top: int
     ) -> None:
         self.base, self.char, self.top = base, char, top
         n_classes = len(base.classes_)
@@ -74,37 +92,44 @@ class Views:
     def char_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix(self.char.named_steps["tfidf"].transform(list(texts)))
 
+    def encode(self, X: PinFeatures) -> Encoded:
+        return Encoded(
+            self.base.text_vectors(X.texts),
+            self.char_vectors(X.texts),
+            self.base.image_vectors(X.images),
+        )
+
     def probabilities(
-        self,
-        X: PinFeatures,
-        text_vectors: sp.csr_matrix | None = None,
-        image_vectors: np.ndarray | None = None,
+        self, X: PinFeatures, encoded: Encoded | None = None
     ) -> dict[str, np.ndarray]:
-        """r_text, r_char and r_image; the vectors, if given, save computing them again."""
-        r_text, r_image = self.base.modality_proba(X, text_vectors, image_vectors)
+        """r_text, r_char and r_image; a modality not given contributes ones."""
+        encoded = encoded or self.encode(X)
+        r_text, r_image = self.base.modality_proba(X, encoded.words, encoded.images)
         r_char = np.ones_like(r_text)
         if X.has_text.any():
-            r_char[X.has_text] = self.char.predict_proba(
-                [X.texts[i] for i in np.flatnonzero(X.has_text)]
-            )
+            chars = encoded.chars[X.has_text]
+            r_char[X.has_text] = self.char.named_steps["logistic"].predict_proba(chars)
         return {"text": r_text, "char": r_char, "image": r_image}
 
-    def candidates(self, X: PinFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(fused scores, candidates (n, k), features (n * k, d))."""
-        texts, images = self.base.text_vectors(X.texts), self.base.image_vectors(X.images)
-        views = self.probabilities(X, texts, images)
+    def candidates(
+        self, X: PinFeatures, encoded: Encoded | None = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """(every view's probabilities, candidates (n, k), their features (n * k, d))."""
+        encoded = encoded or self.encode(X)
+        views = self.probabilities(X, encoded)
         fused = cascade(*views.values())
         candidates = top_k(fused, min(self.top, fused.shape[1]))
         given = sp.diags(X.has_text.astype(np.float32))  # a pin without text has no text vector
-        chars = given @ self.char_vectors(X.texts)
-        queries = self._queries(given @ texts, chars, images * X.has_image[:, None])
+        queries = self._queries(
+            given @ encoded.words, given @ encoded.chars, encoded.images * X.has_image[:, None]
+        )
         similarity = {s: self.spaces[s].stats(queries[s], candidates) for s in self.spaces}
         features = candidate_features(fused, candidates, views, similarity, self.log_counts,
                                       X.has_text, X.has_image)  # fmt: skip
-        return fused, candidates, features
+        return views, candidates, features
 
 
-class RerankedIdentifier(ClassifierMixin, BaseEstimator):
+class FinalModel(ClassifierMixin, BaseEstimator):
     """cf_rerank: word, character and image views, cascade, learned re-ranking, calibration."""
 
     def __init__(
@@ -130,7 +155,7 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
     def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
         # the character view first: its solver's peak then meets none of the base's vectors
         char = fit_model(make_char_model(self.C_char), list(X.texts), y)
-        base = PinIdentifier(C_text=self.C_text, C_image=self.C_image,
+        base = PaperModel(C_text=self.C_text, C_image=self.C_image,
                              similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
         return Views(base, char, X.texts, self.top_k)
 
@@ -138,7 +163,7 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         """Fit on all of (X, y); ``calibrate`` marks the pins whose out-of-fold scores fit the
         temperature (default: all)."""
         y = np.asarray(y)
-        self.classes_ = np.unique(y)  # as the views' (PinIdentifier.classes_)
+        self.classes_ = np.unique(y)  # as the views' (PaperModel.classes_)
         # the folds' views before the final ones, so that the two are never held together
         # (peak RSS at the paper's scale: 2,687 MB this way, 3,363 MB the other way round)
         features, truth, k = self._out_of_fold(X, y)
@@ -185,32 +210,32 @@ class RerankedIdentifier(ClassifierMixin, BaseEstimator):
         author = np.searchsorted(self.classes_, y[outside])
         k = features.shape[2]
         pins = X.take(outside)
+        encoded = views.encode(pins)  # the variants differ only in the modalities used
         for v, (has_text, has_image) in enumerate(variants):
             query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
-            _, candidates, fold_features = views.candidates(query)
+            _, candidates, fold_features = views.candidates(query, encoded)
             hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
             truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
             features[v, outside] = fold_features.reshape(len(outside), k, -1)
 
-    def rerank(self, X: PinFeatures) -> Reranked:
-        fused, candidates, features = self.views_.candidates(X)
+    def rank(self, X: PinFeatures, encoded: Encoded | None = None) -> Ranking:
+        """Each pin's candidates re-ranked, with calibrated probabilities, each view's
+        probability and the evidence; ``encoded`` (``views_.encode(X)``) if already computed."""
+        encoded = encoded or self.views_.encode(X)
+        views, candidates, features = self.views_.candidates(X, encoded)
         logits = self.reranker_.decision_function(features).reshape(candidates.shape)
         order = np.argsort(-logits, axis=1, kind="stable")
         users = np.take_along_axis(candidates, order, axis=1)
         logits = np.take_along_axis(logits, order, axis=1)
-        # Evidence: the paper's refinement over exactly these candidates.
-        placed = np.zeros_like(fused)
-        np.put_along_axis(placed, users, np.exp(logits - logits.max(axis=1, keepdims=True)) + 1e-9,
-                          axis=1)  # fmt: skip
-        refined = self.views_.base.refine(placed, X)
-        where = (refined.users[:, None, :] == users[:, :, None]).argmax(axis=2)
-        return Reranked(
+        evidence, similarity = self.views_.base.nearest(X, users, encoded.words, encoded.images)
+        return Ranking(
             users=users,
             probability=calibrated(logits, self.temperature_),
             logits=logits,
-            evidence=np.take_along_axis(refined.evidence, where, axis=1),
-            similarity=np.take_along_axis(refined.similarity, where, axis=1),
+            view_probability={v: np.take_along_axis(p, users, axis=1) for v, p in views.items()},
+            evidence=evidence,
+            similarity=similarity,
         )
 
     def predict(self, X: PinFeatures) -> np.ndarray:
-        return self.classes_[self.rerank(X).users[:, 0]]
+        return self.classes_[self.rank(X).users[:, 0]]

@@ -1,6 +1,6 @@
 """The paper's two-phase identifier: per-modality models, cascade fusion, refinement.
 
-:class:`PinIdentifier` follows scikit-learn's conventions (parameters in ``__init__``, learned
+:class:`PaperModel` follows scikit-learn's conventions (parameters in ``__init__``, learned
 state ending in ``_``, ``fit`` returns ``self``, probability columns follow ``classes_``); its
 input is :class:`PinFeatures` because a pin has two modalities.
 """
@@ -13,14 +13,14 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from pinid.features.dataset import PinFeatures
+from pinid.features.pin_features import PinFeatures
 from pinid.models.fusion import cascade
 from pinid.models.modality import fit_model, make_image_model, make_text_model
 from pinid.models.refinement import TOP_K, Refined, SimilarityRefiner
 from pinid.models.similarity import make_space
 
 
-class PinIdentifier(ClassifierMixin, BaseEstimator):
+class PaperModel(ClassifierMixin, BaseEstimator):
     """Text and image logistic regressions, cascade fusion, top-k refinement by similarity."""
 
     def __init__(
@@ -35,7 +35,7 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         self.similarity = similarity
         self.top_k = top_k
 
-    def fit(self, X: PinFeatures, y: Sequence[str]) -> PinIdentifier:
+    def fit(self, X: PinFeatures, y: Sequence[str]) -> PaperModel:
         y = np.asarray(y)
         if not (X.has_image.all()):
             raise ValueError("training pins need an image; drop unreadable ones first")
@@ -116,6 +116,21 @@ class PinIdentifier(ClassifierMixin, BaseEstimator):
         if len(parts) == 1:
             return parts[0][1]
         return Refined.gather(parts, len(X))
+
+    def nearest(
+        self,
+        X: PinFeatures,
+        candidates: np.ndarray,
+        text_vectors: sp.csr_matrix | None = None,
+        image_vectors: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each candidate's training pin most similar to the pin, in the refinement's space,
+        and its similarity ((n, k) each): the evidence shown with an answer."""
+        pins = np.empty(candidates.shape, np.int64)
+        similarity = np.empty(candidates.shape, float)
+        for name, rows, query in self._queries(X, None, text_vectors, image_vectors):
+            pins[rows], similarity[rows] = self.refiner(name).nearest(query, candidates[rows])
+        return pins, similarity
 
     def _queries(
         self,

@@ -1,0 +1,356 @@
+"""pinid's Python API: train a model, save and load it, identify pins.
+
+:class:`Model` is the one owner of answers: ``pinid predict``, ``pinid train``, the web service
+and notebooks all go through it, so the same pin gets the same :class:`Answer` everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from pinid.data import Dataset, load_dataset, make_split
+from pinid.data.manifest import dataset_from_records
+from pinid.data.split import split_for
+from pinid.errors import DataError, ModelFileError
+from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
+from pinid.features.efficientnet import FEATURE_DIM
+from pinid.features.pin_features import PinFeatures
+from pinid.models.answer import Answer, Candidate, Evidence
+from pinid.models.final_model import FinalModel, Ranking
+from pinid.models.io import TrainingPins, load_model, rejection_threshold, save_model
+
+if TYPE_CHECKING:
+    from pinid.features.extract import ImageFeatureExtractor
+
+TOP = 10
+NOTHING_KNOWN = "nothing the model knows; text not used"
+
+
+class Model:
+    """A trained model with what its answers need: the training pins shown as evidence, the
+    image extractor it was trained with and the rejection threshold.
+
+    Parameters
+    ----------
+    final : FinalModel
+        The fitted identifier (cf_rerank).
+    pins : TrainingPins
+        Its training pins, row-aligned with its arrays.
+    extractor : dict
+        The image extractor's record (name, fit, id).
+    meta : dict, optional
+        What the model folder records beside (seed, the experiment's suggested threshold).
+    reject_below : float, "auto" or None
+        Answer "unknown" when the top probability is below it; "auto" takes the threshold
+        stored with the model.
+    name : str
+        How answers name the model (its folder, once saved or loaded).
+    """
+
+    def __init__(
+        self,
+        final: FinalModel,
+        pins: TrainingPins,
+        extractor: dict,
+        *,
+        meta: dict | None = None,
+        reject_below: float | str | None = None,
+        name: str = "(not saved)",
+        progress: bool = False,
+    ) -> None:
+        self.final, self.pins, self.extractor_record = final, pins, extractor
+        self.meta = dict(meta or {})
+        self.name = name
+        self.reject_below = rejection_threshold(self.meta, name, reject_below)
+        self._progress = progress
+        self._extractor: ImageFeatureExtractor | None = None
+
+    # --- files ----------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, folder: str | Path, *, reject_below: float | str | None = None, progress: bool = False
+    ) -> Model:
+        """A model folder written by ``pinid train``, ``pinid experiment`` or :meth:`save`."""
+        saved = load_model(folder)
+        return cls(saved.model, saved.pins, saved.extractor, meta=saved.meta,
+                   reject_below=reject_below, name=str(folder), progress=progress)  # fmt: skip
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the model folder (atomically: a reader sees the old folder or the new one)."""
+        path = save_model(folder, self.final, self.pins, self.extractor_record, **self.meta)
+        self.name = str(folder)
+        return path
+
+    # --- what it knows --------------------------------------------------------------------
+    @property
+    def users(self) -> list[str]:
+        return [str(u) for u in self.final.classes_]
+
+    @property
+    def extractor(self) -> ImageFeatureExtractor:
+        """The CNN the model was trained with (loaded on first use)."""
+        if self._extractor is None:
+            from pinid.features.extract import ImageFeatureExtractor
+
+            record = self.extractor_record
+            extractor = ImageFeatureExtractor(
+                record["name"], fit=record["fit"], progress=self._progress
+            )
+            if extractor.extractor_id != record["id"]:
+                raise ModelFileError(
+                    f"{self.name}: trained with image extractor {record['id']}, "
+                    f"but this installation has {extractor.extractor_id}"
+                )
+            self._extractor = extractor
+        return self._extractor
+
+    # --- answers --------------------------------------------------------------------------
+    def identify(
+        self, text: str | None = None, image: str | Path | None = None, *, top: int = TOP
+    ) -> Answer:
+        """Who posted this pin? Either modality may be left out (None)."""
+        if text is None and image is None:
+            raise DataError("give a text, an image or both")
+        answer = self.identify_many([text], [image], top=top)[0]
+        if answer.image_error is not None:
+            raise DataError(f"{image}: {answer.image_error}")
+        if not answer.candidates:
+            raise DataError(
+                "nothing to identify: the text has nothing the model knows, and no image"
+            )
+        return answer
+
+    def identify_many(
+        self,
+        texts: Sequence[str | None],
+        images: Sequence[str | Path | None],
+        *,
+        top: int = TOP,
+    ) -> list[Answer]:
+        """One answer per pin; an unreadable image is left out and ``image_error`` says why,
+        and a pin of which nothing is usable gets ``user`` None and no candidates."""
+        if len(texts) != len(images):
+            raise ValueError(f"{len(texts)} texts but {len(images)} images")
+        vectors = np.zeros((len(images), FEATURE_DIM), np.float32)
+        has_image = np.zeros(len(images), bool)
+        errors: dict[int, str] = {}
+        rows = [i for i, path in enumerate(images) if path is not None]
+        if rows:
+            result = self.extractor.extract([Path(images[i]) for i in rows], what="query")
+            for j, row in enumerate(rows):
+                if result.readable[j]:
+                    vectors[row], has_image[row] = result.features[j], True
+                else:
+                    errors[row] = f"unreadable: {result.unreadable[j]}"
+        answers = self.identify_features(texts, vectors, has_image, top=top)
+        for row, reason in errors.items():
+            answers[row].image_error = reason
+        return answers
+
+    def identify_features(
+        self,
+        texts: Sequence[str | None],
+        image_vectors: np.ndarray,
+        has_image: np.ndarray,
+        *,
+        top: int = TOP,
+    ) -> list[Answer]:
+        """Answers for pins whose image features are already computed (rows where
+        ``has_image`` is false have no image). A text with neither a word nor a character
+        n-gram the model knows is not used: it would only restate the users' prior."""
+        given = np.array([bool(t and t.strip()) for t in texts], dtype=bool)  # "" = no text
+        X = PinFeatures([t or "" for t in texts], np.asarray(image_vectors, np.float32),
+                        given, np.asarray(has_image, dtype=bool))  # fmt: skip
+        encoded = self.final.views_.encode(X)
+        X.has_text = given & encoded.knows_text()
+        usable = np.flatnonzero(X.has_text | X.has_image)
+        ranking = self.final.rank(X.take(usable), encoded.take(usable)) if usable.size else None
+        answers = []
+        for row in range(len(X)):
+            used = [m for m, ok in (("text", X.has_text[row]), ("image", X.has_image[row])) if ok]
+            note = NOTHING_KNOWN if given[row] and not X.has_text[row] else None
+            if used:
+                j = int(np.searchsorted(usable, row))
+                candidates = self._candidates(ranking, j, X.has_text[row], X.has_image[row], top)
+            else:
+                candidates = []
+            answers.append(self._answer(candidates, used, note))
+        return answers
+
+    def _candidates(
+        self, ranking: Ranking, j: int, has_text: bool, has_image: bool, top: int
+    ) -> list[Candidate]:
+        out = []
+        for k in range(min(top, ranking.users.shape[1])):
+            pin = int(ranking.evidence[j, k])
+            evidence = Evidence.model_construct(
+                pin_id=self.pins.pin_ids[pin],
+                text=self.pins.texts[pin],
+                image=self.pins.images[pin],
+                image_url=None,
+                similarity=float(ranking.similarity[j, k]),
+            )
+            views = ranking.view_probability
+            out.append(
+                Candidate.model_construct(
+                    user=str(self.final.classes_[ranking.users[j, k]]),
+                    probability=float(ranking.probability[j, k]),
+                    text_prob=float(views["text"][j, k]) if has_text else None,
+                    image_prob=float(views["image"][j, k]) if has_image else None,
+                    evidence=evidence,
+                )
+            )
+        return out
+
+    def _answer(self, candidates: list[Candidate], used: list[str], note: str | None) -> Answer:
+        best = candidates[0].probability if candidates else None
+        user = candidates[0].user if candidates else None
+        if best is not None and self.reject_below is not None and best < self.reject_below:
+            user = "unknown"
+        return Answer.model_construct(
+            user=user,
+            probability=best,
+            reject_below=self.reject_below,
+            candidates=candidates,
+            used=used,
+            text_note=note,
+            image_error=None,
+            model=self.name,
+        )
+
+
+def load(
+    folder: str | Path, *, reject_below: float | str | None = None, progress: bool = False
+) -> Model:
+    """Load a model folder (see :meth:`Model.load`)."""
+    return Model.load(folder, reject_below=reject_below, progress=progress)
+
+
+def train(
+    data: str | Path | Dataset | Any,
+    *,
+    root: str | Path = ".",
+    seed: int = 0,
+    split: str | Path | None = None,
+    extractor: str = DEFAULT_EXTRACTOR,
+    similarity: str = "joint",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_unreadable: float = MAX_FAILURE_RATE,
+    strict: bool = False,
+) -> Model:
+    """Train the final model as ``pinid train`` does: each view's C chosen on the validation
+    part of a seeded 4:1:1 split (or ``split``, a file from ``pinid data split``), then every
+    view fitted on all pins, the probabilities' temperature on the validation pins.
+
+    ``data`` is a manifest or folder tree, a :class:`~pinid.data.Dataset`, or records with the
+    manifest's columns (a pandas DataFrame; image paths relative to ``root``).
+    """
+    from pinid.features.dataset import prepare
+    from pinid.features.extract import ImageFeatureExtractor
+    from pinid.models.selection import tune_C
+    from pinid.models.training import extractor_record, fit_identifier
+
+    dataset = _dataset(data, root).drop_small_users(strict=strict)
+    chosen_split = split_for(dataset, Path(split)) if split else make_split(dataset, seed)
+    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size)
+    prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, strict=strict)
+    train_part = prepared.part(chosen_split.ids("train"))
+    chosen, _ = tune_C(train_part, prepared.part(chosen_split.ids("val")))
+    every_pin = {p.pin_id for p in prepared.dataset.pins}
+    final, pins = fit_identifier(prepared, every_pin, chosen, similarity,
+                                 calibrate_ids=chosen_split.ids("val"))  # fmt: skip
+    model = Model(final, pins, extractor_record(cnn), meta={"seed": seed})
+    model._extractor = cnn
+    return model
+
+
+def _dataset(data: str | Path | Dataset | Any, root: str | Path) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, Path)):
+        return load_dataset(data)
+    return dataset_from_records(_records(data), root)
+
+
+def _records(data: Any) -> list[Mapping]:
+    """Rows of a DataFrame (anything with ``to_dict("records")``) or a sequence of mappings."""
+    if hasattr(data, "to_dict"):
+        return data.to_dict("records")
+    return list(data)
+
+
+class PinClassifier(ClassifierMixin, BaseEstimator):
+    """pinid's final model as a scikit-learn classifier, for ``cross_val_score`` and pipelines.
+
+    ``X`` holds one pin a row, with ``text`` and ``image`` (a path relative to ``root``)
+    columns: a pandas DataFrame or a list of dicts. ``fit`` does what :func:`train` does.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder image paths are relative to.
+    seed : int
+        Seed of the split on which C and the temperature are chosen.
+    extractor : str
+        The ImageNet CNN for image features.
+    similarity : {"joint", "text", "image"}
+        The space of the evidence (the paper's refinement).
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        The users, in the order of ``predict_proba``'s columns.
+    model_ : Model
+        The trained model.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = ".",
+        seed: int = 0,
+        extractor: str = DEFAULT_EXTRACTOR,
+        similarity: str = "joint",
+    ) -> None:
+        self.root = root
+        self.seed = seed
+        self.extractor = extractor
+        self.similarity = similarity
+
+    def fit(self, X: Any, y: Sequence[str]) -> PinClassifier:
+        rows = _records(X)
+        users = [str(u) for u in (y.tolist() if hasattr(y, "tolist") else y)]
+        if len(rows) != len(users):
+            raise ValueError(f"{len(rows)} pins but {len(users)} labels")
+        records = [
+            {"pin_id": str(i), "user": user, "text": row.get("text"), "image": row.get("image")}
+            for i, (row, user) in enumerate(zip(rows, users, strict=True))
+        ]
+        self.model_ = train(records, root=self.root, seed=self.seed, extractor=self.extractor,
+                            similarity=self.similarity)  # fmt: skip
+        self.classes_ = self.model_.final.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Each user's calibrated probability; users outside a pin's ten candidates get 0."""
+        column = {user: i for i, user in enumerate(self.classes_)}
+        answers = self._answers(X)
+        proba = np.zeros((len(answers), len(self.classes_)))
+        for i, answer in enumerate(answers):
+            for candidate in answer.candidates:
+                proba[i, column[candidate.user]] = candidate.probability
+        return proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def _answers(self, X: Any) -> list[Answer]:
+        rows = _records(X)
+        root = Path(self.root)
+        images = [root / str(r["image"]) if r.get("image") else None for r in rows]
+        texts = [None if r.get("text") is None else str(r.get("text")) for r in rows]
+        return self.model_.identify_many(texts, images)

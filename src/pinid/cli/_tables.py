@@ -1,0 +1,51 @@
+"""What ``pinid experiment`` and ``pinid demo`` print: the run in a few lines and table 2, read
+from ``results.json``'s dict."""
+
+from __future__ import annotations
+
+from pinid.evaluation.experiment import FINAL, TABLE_ROWS
+
+
+def format_summary(results: dict) -> str:
+    """The run in a few lines: data sizes and chosen C, calibration, unknown users, time."""
+    d, t = results["dataset"], results["timings_s"]
+    C = results["chosen_C"]
+    lines = [
+        f"{d['n_users']} users, {d['n_pins']} pins "
+        f"(train {d['n_train']} / val {d['n_val']} / test {d['n_test']}); "
+        + "C "
+        + ", ".join(f"{view} {C[view]:g}" for view in C)
+    ]
+    c = results["calibration"]
+    lines.append(
+        f"calibration ({FINAL}): expected calibration error {c['ece_before']:.3f} before, "
+        f"{c['ece_after']:.3f} after temperature {c['temperature']:.2f} "
+        f"(cf_ref: {c['ece_cf_ref']:.3f})"
+    )
+    u = results["unknown_users"]
+    if "threshold" in u:
+        at = u["test_at_threshold"]
+        lines.append(
+            f"unknown users: below {u['threshold']:.2f} (chosen on validation) "
+            f"{100 * at['unknown_rejected']:.1f}% of unknown users' test pins rejected, "
+            f"{100 * at['known_accuracy']:.1f}% of known users' answered right "
+            f"({100 * u['test_without_rejection']['known_accuracy']:.1f}% without rejection)"
+        )
+    else:
+        lines.append(f"unknown users: {u['skipped']}")
+    lines.append("time: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in t.items()))
+    return "\n".join(lines)
+
+
+def format_table(results: dict) -> str:
+    """Table 2 of the paper: every model's accuracy, macro-F1 and recall@10 in %."""
+    header = f"{'model':<14}{'accuracy':>10}{'macro-F1':>10}{'recall@10':>11}"
+    lines = [header, "-" * len(header)]
+    rows = list(TABLE_ROWS) + [m for m in results["models"] if m not in TABLE_ROWS]
+    for name in rows:
+        m = results["models"][name]
+        lines.append(
+            f"{name:<14}{100 * m['accuracy']:>10.1f}{100 * m['macro_f1']:>10.1f}"
+            f"{100 * m['recall_at_10']:>11.1f}"
+        )
+    return "\n".join(lines)
