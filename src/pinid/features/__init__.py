@@ -4,8 +4,7 @@ This module stays light (no torch import) so the CLI can list these names and de
 without loading the model stack.
 
 PyTorch's CPU allocator is told to use transparent huge pages before torch is imported: on
-2 cores with glibc malloc, throughput otherwise collapses at larger batches (measured for
-lite0 at batch 4 / 16 / 32: 96 / 81 / 59 images/s without, 131 / 117 / 123 with).
+2 cores with glibc malloc, throughput otherwise collapses at larger batches.
 """
 
 import os

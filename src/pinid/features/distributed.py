@@ -35,10 +35,9 @@ from pinid.features.extract import ImageFeatureExtractor
 
 CONNECT_TIMEOUT_S = 10
 _MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-"""Dask's nannies set glibc's trim threshold to 64 KiB, which halves CNN throughput (measured
-in-process on 2 cores: 37-43 against 80-85 images/s); a local cluster starts without it. Its
-workers' CNN threads also wait passively: spinning, two workers of two threads on 2 cores gave
-29 images/s, and 4.6 while another job ran; passive, 93 and 78."""
+"""Dask's nannies set glibc's trim threshold to 64 KiB, which halves CNN throughput; a local
+cluster starts without it. Its workers' CNN threads also wait passively: spinning threads of
+two workers on 2 cores starve each other."""
 LOOKUP_THREADS = 8
 """Reading and hashing every image on the client waits on the (shared) file system."""
 

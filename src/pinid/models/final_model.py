@@ -130,7 +130,35 @@ class Views:
 
 
 class FinalModel(ClassifierMixin, BaseEstimator):
-    """cf_rerank: word, character and image views, cascade, learned re-ranking, calibration."""
+    """cf_rerank, pinid's default model: word, character and image views, cascade, learned
+    re-ranking of the top k, calibrated probabilities.
+
+    Parameters
+    ----------
+    C_text, C_char, C_image : float
+        Inverse regularisation of each view's logistic regression.
+    rerank_alpha : float
+        L2 penalty of the re-ranker.
+    similarity : {"joint", "text", "image"}
+        The space of the evidence (the paper's refinement).
+    top_k : int
+        Candidates per pin.
+    n_folds : int
+        Folds of the cross-fitting that gives the re-ranker out-of-fold candidates.
+    random_state : int
+        Seed of those folds.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        The users.
+    views_ : Views
+        The three views fitted on all pins, the paper's model among them (``views_.base``).
+    reranker_ : Reranker
+        The re-ranker, fitted on out-of-fold candidates.
+    temperature_ : float
+        The temperature of the calibrated probabilities.
+    """
 
     def __init__(
         self,

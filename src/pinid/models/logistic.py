@@ -12,13 +12,8 @@ leaves the minimum where it was:
 - sparse features: ``P = diag(σ² + alpha)^(-1/4)`` (``σ²`` each feature's variance), half of
   that scaling and without the correlations, so that nothing is densified.
 
-The products run in float32 (twice BLAS's float64 rate); L-BFGS keeps float64.
-
-At the paper's scale (benchmarks/paper_scale.py's corpus, 46,800 training pins): image view at
-C = 100, scikit-learn's lbfgs 134 iterations, 46.8 s, objective 0.2379; this 14 iterations,
-4.9 s, objective 0.2244. Character n-grams at C = 10: scikit-learn's lbfgs 138 iterations,
-67.8 s; this 27 iterations, 13.1 s. Words at C = 100: scikit-learn's sag 191 passes, 30.5 s;
-this 31 iterations, 4.9 s. Validation accuracies within 0.1 point of scikit-learn's.
+The products run in float32 (twice BLAS's float64 rate); L-BFGS keeps float64. What it
+saves against scikit-learn's solvers: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -35,10 +30,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 COVARIANCE_ROWS = 8_192  # about (at most twice); a preconditioner need not be exact
 HISTORY = 5
-"""L-BFGS's stored steps. scipy's default of 10 held 660 MB for the character view at the
-paper's scale (4.1 million weights). With 5, the word and character views' eight paper-scale
-fits (four Cs each) took the same iterations in 5 and 2-4 more in 3, and less time in 7 (a
-step is cheaper); the image view's four the same in 3, 21 against 17 in one."""
+"""L-BFGS's stored steps: half scipy's default, since each step holds a copy of every weight
+(millions for the character view) and more steps saved few iterations."""
 
 
 class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
@@ -47,6 +40,24 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
     ``tol`` is capped at a quarter of the starting gradient (:func:`capped_tolerance`). For
     two users the two-column softmax is fitted with twice the penalty, which makes it
     scikit-learn's binary model at the same C, returned in its (1, d) shape.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation, as scikit-learn's.
+    tol : float
+        Stop when no gradient entry exceeds it.
+    max_iter : int
+        Most L-BFGS iterations.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The labels.
+    coef_ : ndarray of shape (n_classes, n_features), or (1, n_features) for two classes
+    intercept_ : ndarray of shape (n_classes,), or (1,)
+    n_iter_ : ndarray of shape (1,)
+        Iterations L-BFGS took.
     """
 
     def __init__(self, C: float = 1.0, tol: float = 1e-4, max_iter: int = 1000) -> None:
@@ -164,12 +175,8 @@ def _feature_scales(X: sp.csr_matrix, mean: np.ndarray, alpha: float) -> np.ndar
     """``(σ² + alpha)^(-1/4)`` per feature (float32): half the whitener's diagonal scaling.
 
     Features that always occur together (a word's overlapping character n-grams) are scaled up
-    together by the full ``(σ² + alpha)^(-1/2)``, which over-stretches their common direction:
-    the demo's character view took 78 and 88 iterations at C = 10 and 100 (scikit-learn's
-    lbfgs 45 and 54), against 24 and 34 with half the scaling. On benchmarks/synthetic.py's
-    corpora full scaling was slightly better (characters, half the paper's pins, C = 10: 19
-    against 22 iterations, 99 unscaled; words, the paper's pins, C = 100: 15 against 31, 2.2
-    against 4.4 s).
+    together by the full ``(σ² + alpha)^(-1/2)``, which over-stretches their common direction
+    and costs iterations; half the scaling does not.
     """
     squares = np.asarray(X.multiply(X).mean(axis=0, dtype=np.float64)).ravel()
     variances = np.maximum(squares - mean**2, 0.0)
@@ -186,11 +193,9 @@ def capped_tolerance(tol: float, features, labels: np.ndarray) -> float:
 
     lbfgs stops when no entry of the mean log-loss's gradient exceeds ``tol``. At zero the
     weights' gradient is (features' mean - each user's mean) / users (for users of equal
-    size), so with many users it starts below scikit-learn's 1e-4 and the fit stops before its
-    first step: at 2,000 users of 35 pins (benchmarks/paper_scale.py) the image view's starting
-    gradient was 3.9e-5 and its scikit-learn model stayed all zeros, for every C. With 117
-    users it is 4.6e-4, where 1e-4 asks for a 4.6-fold reduction; the cap asks every fit for at
-    least 4-fold, which leaves those fits and the demo's (8.2e-3) as they were.
+    size), so with many users it starts below scikit-learn's 1e-4 and the fit would stop
+    before its first step, its weights all zero; the cap asks every fit for at least a 4-fold
+    reduction of the gradient.
     """
     classes, index = np.unique(np.asarray(labels), return_inverse=True)
     n = features.shape[0]

@@ -25,13 +25,8 @@ def _logistic(C: float) -> PreconditionedLogisticRegression:
 
 
 def make_text_model(C: float = 1.0) -> Pipeline:
-    """tf-idf (dictionary from the fitted pins, words in one pin dropped) -> logistic regression.
-
-    The solver scales each word by its spread (:mod:`pinid.models.logistic`): at the paper's
-    scale (benchmarks/paper_scale.py's corpus) it fitted C = 0.1, 1, 10, 100 in 1.6 / 2.2 / 3.6
-    / 4.9 s where scikit-learn's sag took 2.6 / 3.4 / 6.5 / 30.5 s and its lbfgs 3.9 / 12.3 /
-    38.3 / 55.3 s, validation accuracies within 0.1 point of sag's.
-    """
+    """tf-idf (dictionary from the fitted pins, words in one pin dropped) -> logistic regression
+    (its solver scales each word by its spread: :mod:`pinid.models.logistic`)."""
     return Pipeline([("tfidf", make_text_vectorizer()), ("logistic", _logistic(C))])
 
 
@@ -43,9 +38,8 @@ def make_char_model(C: float = 1.0) -> Pipeline:
 def make_image_model(C: float = 1.0) -> Pipeline:
     """L2-normalised CNN features -> logistic regression (whitened by its solver).
 
-    Measured on openclipart (seed 0): standardising the features instead gave similar image
-    accuracy but over-confident probabilities at the C validation picks, which dragged the
-    cascade below text alone (78.3% vs 85.3% with L2).
+    Not standardised: that gave similar image accuracy but over-confident probabilities at the
+    validation's C, which dragged the cascade below text alone.
     """
     return Pipeline([("l2", Normalizer()), ("logistic", _logistic(C))])
 

@@ -21,7 +21,31 @@ from pinid.models.similarity import make_space
 
 
 class PaperModel(ClassifierMixin, BaseEstimator):
-    """Text and image logistic regressions, cascade fusion, top-k refinement by similarity."""
+    """Text and image logistic regressions, cascade fusion, top-k refinement by similarity
+    (the paper's model, ``cf_ref``).
+
+    Parameters
+    ----------
+    C_text, C_image : float
+        Inverse regularisation of the word and image logistic regressions.
+    similarity : {"joint", "text", "image"}
+        The space in which refinement compares a pin with training pins.
+    top_k : int
+        How many of each pin's best fused users refinement re-weights.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        The users; probability columns follow this order.
+    text_model_, image_model_ : Pipeline
+        tf-idf or L2 normalisation, then the logistic regression.
+    train_text_, train_image_ : sparse matrix, ndarray
+        The training pins' word vectors and L2-normalised image features.
+    train_y_ : ndarray of int
+        The training pins' users, as indices into ``classes_``.
+    refiners_ : dict of str to SimilarityRefiner
+        One per similarity space, built on first use.
+    """
 
     def __init__(
         self,

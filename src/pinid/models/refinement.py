@@ -48,9 +48,18 @@ class Refined:
 class SimilarityRefiner(BaseEstimator):
     """Stores the training pins of a similarity space; ``refine`` re-ranks fused scores.
 
-    ``chunk_size`` pins are refined per pass, which bounds the copies of their query rows
-    (16,384 x 1,280 float32: 84 MB); larger passes give each candidate user's product more
-    rows (the paper-scale test pins: 8,516 pins/s against 7,885 with passes of 4,096).
+    Parameters
+    ----------
+    top_k : int
+        How many of each pin's best fused users are re-weighted.
+    chunk_size : int
+        Pins refined per pass: bounds the copies of their query rows (16,384 x 1,280 float32:
+        84 MB), while larger passes give each candidate user's product more rows.
+
+    Attributes
+    ----------
+    users_ : UserPins
+        The training pins, grouped by user.
     """
 
     def __init__(self, top_k: int = TOP_K, chunk_size: int = 16_384) -> None:
@@ -90,11 +99,10 @@ class SimilarityRefiner(BaseEstimator):
 
         A candidate's refined score r_u * l_u is at most r_u (l_u is a cosine), so once the
         fused leader's refined score is known, the candidates whose fused score is below it
-        cannot come first and need no similarity. At the paper's scale that leaves 11% of the
-        (pin, candidate) pairs of the full refinement (benchmarks/paper_scale.py's corpus).
-        Candidates whose refined scores tie exactly (equal fused scores, identical training
-        pins) may be ordered differently than by ``refine``: a float32 product's last bit
-        depends on the other rows computed with it, in ``refine`` too.
+        cannot come first and need no similarity. Candidates whose refined scores tie exactly
+        (equal fused scores, identical training pins) may be ordered differently than by
+        ``refine``: a float32 product's last bit depends on the other rows computed with it,
+        in ``refine`` too.
         """
         if (scores < 0).any():
             raise ValueError("refinement's bound needs non-negative scores")

@@ -17,11 +17,21 @@ from sklearn.base import BaseEstimator
 
 class Reranker(BaseEstimator):
     """Listwise ranking (a conditional logit): ``P(candidate j) = softmax_j(w . x_j)`` over each
-    pin's candidates, ``w`` fitted by L2-penalised maximum likelihood of the true author.
+    pin's candidates, ``w`` fitted by L2-penalised maximum likelihood of the true author
+    (listwise: it ranked openclipart's test pins better than a pointwise logistic regression on
+    the same features).
 
-    Measured on openclipart (out-of-fold candidates of the pins as given, test pins): listwise
-    85.4% accuracy / 75.0% macro-F1 against 84.2 / 72.2 for a pointwise logistic regression on
-    the same features.
+    Parameters
+    ----------
+    alpha : float
+        Weight of the L2 penalty on ``w``.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+        ``w``, over standardised features.
+    mean_, scale_ : ndarray of shape (n_features,)
+        The standardisation, from the training candidates.
     """
 
     def __init__(self, alpha: float = 1e-3) -> None:

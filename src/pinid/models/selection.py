@@ -50,16 +50,12 @@ def select_C(
 
     The Cs are fitted from the smallest up, and the search stops once accuracy has risen above
     the smallest C's and a C then scores below the best so far (:func:`past_the_peak`):
-    validation accuracy rises with C up to a peak and then falls (on every view of the demo
-    and the paper-scale corpora), so a larger C would not be chosen, and the largest C costs
-    the most iterations (with scikit-learn's sag the text view's C=100 at the paper's scale took
-    34 s, after 12 s for the three others; with pinid's solver 4.9 s after 7.4 s).
+    validation accuracy rises with C up to a peak and then falls, so a larger C would not be
+    chosen, and the largest C costs the most iterations.
 
-    Each C is fitted from zero. A warm-started path (each C from the previous solution) took
-    the text view's grid from 339 s to 53 s at the paper's scale but is not used: lbfgs stops
-    on a gradient tolerance that the C=10 solution already meets for C=100, so the path's
-    models differed from cold fits and chose worse (85.5 vs 88.2 % test accuracy at half the
-    paper's scale, benchmarks/paper_scale.py).
+    Each C is fitted from zero, not warm-started from the previous one: L-BFGS stops on a
+    gradient tolerance that the C=10 solution already meets for C=100, so a warm path's
+    models differ from cold fits and choose worse.
     """
     scores: dict[float, float] = {}
     for C in sorted(grid):

@@ -24,7 +24,7 @@ def _row_norms(block) -> np.ndarray:
 
 def _scale_rows(block, factors: np.ndarray):
     """Rows times ``factors``, in float32 (a float64 intermediate of the training image block
-    took about a second and 720 MB at the paper's scale)."""
+    would cost its size twice over)."""
     factors = np.asarray(factors, np.float32)
     if sp.issparse(block):
         return sp.diags(factors) @ block.astype(np.float32)
@@ -73,9 +73,8 @@ class UserPins:
 
     Refinement and the re-ranker's similarity features need, for each pin, its most similar
     training pins among those of each of its top-k users: k users' pins rather than every
-    training pin (10 of 117 users at the paper's scale), one matrix product per user. The
-    search is exact: k x pins-per-user x 1280 multiply-adds per pin (6.4 million at the paper's
-    scale).
+    training pin, one matrix product per user. The search is exact: k x pins-per-user x 1280
+    multiply-adds per pin.
     """
 
     def __init__(self, train_blocks: list, train_y: np.ndarray, n_classes: int) -> None:
