@@ -45,6 +45,7 @@ def test_experiment_writes_results_with_every_model_and_key(run_dir):
     assert (run_dir / "model" / "model.json").is_file()
 
 
+@pytest.mark.slow
 def test_experiment_prints_table_2(sample_corpus, tmp_path, capsys):
     assert main(["experiment", "--data", str(sample_corpus), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -53,6 +54,7 @@ def test_experiment_prints_table_2(sample_corpus, tmp_path, capsys):
         assert f"\n{row} " in out
 
 
+@pytest.mark.slow
 def test_rerun_keeps_a_saved_split_even_if_a_new_one_would_differ(run_dir, sample_corpus, tmp_path):
     dataset = load_dataset(sample_corpus)
     planted = make_split(dataset, seed=7)  # a valid split that seed 0 would not make
@@ -62,6 +64,7 @@ def test_rerun_keeps_a_saved_split_even_if_a_new_one_would_differ(run_dir, sampl
     assert load_split(tmp_path / "split.json").assignment == planted.assignment
 
 
+@pytest.mark.slow
 def test_experiment_uses_a_split_file_from_data_split(sample_corpus, tmp_path, capsys):
     split_file = tmp_path / "mine.json"
     assert main(["data", "split", "--data", str(sample_corpus), "--out", str(split_file),
@@ -180,6 +183,7 @@ def test_missing_model_folder_is_one_line(tmp_path, capsys):
     assert "not a pinid model folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_fits_on_every_pin(sample_corpus, tmp_path, capsys):
     assert main(["train", "--data", str(sample_corpus), "--out", str(tmp_path / "m")]) == 0
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
@@ -193,6 +197,7 @@ def test_predict_top_is_between_1_and_10(run_dir, capsys):
     assert "1..10" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_experiment_results_always_have_the_contract_rows(sample_corpus, tmp_path):
     args = ["experiment", "--data", str(sample_corpus), "--out", str(tmp_path)]
     assert main([*args, "--similarity", "text"]) == 0

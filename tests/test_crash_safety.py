@@ -16,6 +16,8 @@ import pytest
 
 from pinid.api import Model
 
+pytestmark = pytest.mark.slow  # subprocesses, clusters, experiments or a browser
+
 
 def _ranking(model, pin) -> list[tuple[str, float]]:
     answer = Model.load(model).identify(pin["text"], pin["path"])

@@ -10,6 +10,7 @@ from pinid.cli import main
 from pinid.data import load_dataset
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_demo_builds_the_corpus_and_reproduces_the_paper_protocol(tmp_path, capsys):
     out = tmp_path / "demo"

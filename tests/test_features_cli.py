@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from pinid.cli import main
 from pinid.features.extract import ImageFeatureExtractor
@@ -41,6 +42,7 @@ def test_unreadable_images_are_named_and_the_rate_enforced(tmp_path, capsys):
     assert "1 of 11 images unreadable" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_kill_mid_run_then_rerun_completes_with_identical_features(tmp_path):
     rows = []
     for i in range(120):

@@ -42,6 +42,8 @@ GUARD = Path(__file__).parent / "guard.py"
 SKIPPED = {c.name for c in IMAGE_CASES if c.outcome == "skipped"}
 USED = {c.name for c in IMAGE_CASES if c.outcome == "used"}
 
+pytestmark = pytest.mark.slow  # subprocesses, clusters, experiments or a browser
+
 
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BOUND, MEMORY_BOUND))

@@ -139,6 +139,7 @@ def _save(folder: Path, model: FinalModel, X: PinFeatures, y: list[str]) -> Path
     return save_model(folder / "model", model, pins, EXTRACTOR)
 
 
+@pytest.mark.slow
 @SLOW
 @given(training=_training_set())
 def test_a_saved_model_loads_with_identical_probabilities_and_rankings(training):

@@ -16,6 +16,8 @@ from tests.browser import chromium
 FIGURES = ("fig2_words_per_pin", "fig3_projections", "fig4_per_user_f1", "fig5_f1_histogram",
            "reliability")  # fmt: skip
 
+pytestmark = pytest.mark.slow  # subprocesses, clusters, experiments or a browser
+
 
 @pytest.fixture(scope="module")
 def run_dir(sample_corpus, tmp_path_factory) -> Path:

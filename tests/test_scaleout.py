@@ -29,6 +29,8 @@ from tests.conftest import write_image, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow  # subprocesses, clusters, experiments or a browser
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):

@@ -315,6 +315,7 @@ def api_schema(predictor):
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(predictor, queue=64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_generated_request_makes_the_server_fail(api_schema, mode):
     """Requests generated from the OpenAPI schema (valid and invalid ones): never a 5xx, and
@@ -336,6 +337,7 @@ def test_serve_refuses_a_bad_model_folder_in_one_line(tmp_path, capsys):
     assert "not a pinid model folder" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_port_in_use_in_one_line(model_dir, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -390,6 +392,7 @@ def live_server(model_dir):
     _stop(server)
 
 
+@pytest.mark.slow
 def test_a_real_server_refuses_an_oversized_chunked_upload(live_server):
     chunks = (b"x" * 65536 for _ in range(40))  # 2.5 MB against a 1 MB cap, no Content-Length
     response = httpx.post(
@@ -401,6 +404,7 @@ def test_a_real_server_refuses_an_oversized_chunked_upload(live_server):
     assert response.status_code == 413 and "limit" in response.json()["detail"]
 
 
+@pytest.mark.slow
 def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_server, pins):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -438,6 +442,7 @@ def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_serve
     assert summary.startswith("Used text + image")
 
 
+@pytest.mark.slow
 def test_several_worker_processes_serve_the_same_model(model_dir, pins):
     server, url = _start_server(model_dir, "--workers", "2", "--no-access-log")
     try:
