@@ -337,6 +337,14 @@ def test_serve_refuses_a_bad_model_folder_in_one_line(tmp_path, capsys):
     assert "not a pinid model folder" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_an_auto_threshold_the_model_lacks_in_one_line(model_dir, workers, capsys):
+    args = ["serve", "--model", str(model_dir), "--workers", workers, "--reject-below", "auto"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no rejection threshold was chosen" in err and err.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_serve_refuses_a_port_in_use_in_one_line(model_dir, capsys):
     with socket.socket() as taken:
