@@ -53,3 +53,13 @@ def small_manifest(tmp_path) -> Path:
             write_image(tmp_path / rel, seed=u * 100 + i)
             rows.append({"pin_id": f"{user}-{i}", "user": user, "text": f"pin {i}", "image": rel})
     return write_manifest(tmp_path, rows)
+
+
+@pytest.fixture(scope="session")
+def sample_model(sample_corpus, tmp_path_factory) -> Path:
+    """``pinid train`` on the sample corpus: a real model folder, to be copied before changing."""
+    from pinid.cli import main
+
+    out = tmp_path_factory.mktemp("sample-model") / "model"
+    assert main(["train", "--data", str(sample_corpus), "--out", str(out)]) == 0
+    return out

@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +27,7 @@ from pinid.service.app import MAX_TEXT_CHARS, create_app
 from pinid.service.middleware import RequestLimits
 from tests.browser import chromium
 from tests.helpers import uncertain_text
+from tests.live_server import start_server, stop
 
 SMALL_CAP = 256 * 1024
 
@@ -356,48 +354,11 @@ def test_serve_refuses_a_port_in_use_in_one_line(model_dir, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "pinid", "serve", "--model", str(model_dir)]
-    server = subprocess.Popen(
-        [*command, "--port", str(port), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"server exited: {server.stdout.read().decode()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    pytest.fail("server did not answer /healthz within 60 s")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-
-
 @pytest.fixture(scope="module")
 def live_server(model_dir):
-    server, url = _start_server(model_dir, "--max-body-mb", "1")
+    server, url = start_server(model_dir, "--max-body-mb", "1")
     yield url
-    _stop(server)
+    stop(server)
 
 
 @pytest.mark.slow
@@ -452,12 +413,12 @@ def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_serve
 
 @pytest.mark.slow
 def test_several_worker_processes_serve_the_same_model(model_dir, pins):
-    server, url = _start_server(model_dir, "--workers", "2", "--no-access-log")
+    server, url = start_server(model_dir, "--workers", "2", "--no-access-log")
     try:
         answers = [
             httpx.post(f"{url}/api/identify", data={"text": pins[0]["text"]}, timeout=30).json()
             for _ in range(4)
         ]
     finally:
-        _stop(server)
+        stop(server)
     assert all(a["candidates"][0]["user"] == pins[0]["user"] for a in answers)

@@ -1,8 +1,9 @@
 """ASGI middleware that guards the service before any endpoint code runs.
 
 ``RequestLimits`` reads each request body itself, counting bytes as they stream in (a
-``Content-Length`` header is a claim, not a fact), so an oversized upload is answered 413 after
-at most the cap has been read and never reaches the multipart parser. Bodies held in memory at
+``Content-Length`` header is a claim, not a fact), so an oversized upload never reaches the
+multipart parser: past the cap its rest is read and dropped (within bounds), then it is
+answered 413. Bodies held in memory at
 once share a budget (503 beyond it), and a client must keep sending (408 after an idle gap or
 an overall limit), so neither large nor slow clients can exhaust memory or hang the server.
 Requests without a body (the page, health checks, thumbnails) are never refused by it.
@@ -16,6 +17,11 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DRAIN_FACTOR = 4
+DRAIN_SECONDS = 30.0
+"""Past the cap, the rest of a body is read and discarded (up to ``DRAIN_FACTOR`` times the cap
+and ``DRAIN_SECONDS``) before the 413 is sent, as a lingering close does: a client that sends
+its whole body before reading (urllib, a browser's fetch) would otherwise see the connection
+reset instead of the answer."""
 BUFFER_BUDGET = 256 * 1024 * 1024
 """Request bodies held in memory at once, all requests together."""
 IDLE_TIMEOUT_S = 15.0
@@ -85,6 +91,7 @@ class RequestLimits:
         cap = f"request body over the {self.max_body_bytes:,}-byte limit"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._discard(receive)
             await send_json_error(send, 413, cap)
             return
         held = [0]  # this request's share of the budget, returned when it ends
@@ -113,12 +120,7 @@ class RequestLimits:
             self.buffered -= held[0]
 
     async def _read_body(self, receive: Receive, held: list[int]) -> bytes | None:
-        """The whole body, or None when it exceeds the cap.
-
-        Past the cap, chunks are discarded (up to ``DRAIN_FACTOR`` times the cap) rather than
-        the connection dropped mid-upload: a client still sending would otherwise see a reset
-        instead of the 413.
-        """
+        """The whole body, or None when it exceeds the cap (the rest then discarded)."""
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -128,16 +130,31 @@ class RequestLimits:
                 raise _Disconnected
             chunk = message.get("body", b"")
             total += len(chunk)
-            if total <= self.max_body_bytes:
-                if self.buffered + len(chunk) > self.buffer_budget:
-                    raise _OverBudget
-                self.buffered += len(chunk)
-                held[0] += len(chunk)
-                chunks.append(chunk)
-            else:
-                chunks.clear()
-            if not message.get("more_body", False) or total > DRAIN_FACTOR * self.max_body_bytes:
-                return None if total > self.max_body_bytes else b"".join(chunks)
+            if total > self.max_body_bytes:
+                if message.get("more_body", False):
+                    await self._discard(receive, total)
+                return None
+            if self.buffered + len(chunk) > self.buffer_budget:
+                raise _OverBudget
+            self.buffered += len(chunk)
+            held[0] += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _discard(self, receive: Receive, total: int = 0) -> None:
+        """Read and drop the rest of a body, within ``DRAIN_FACTOR`` times the cap (``total``
+        bytes already read), ``DRAIN_SECONDS`` and the idle timeout."""
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while total <= DRAIN_FACTOR * self.max_body_bytes:
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        message = await receive()
+                    total += len(message.get("body", b""))
+                    if message["type"] == "http.disconnect" or not message.get("more_body"):
+                        return
+        except TimeoutError:
+            return
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -29,6 +29,18 @@ function showPreview() {
   else preview.removeAttribute("src");
 }
 
+let maxBodyBytes = null; // from /healthz: larger files are refused here, before sending
+
+function megabytes(bytes) {
+  return (bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
+}
+
+function tooLarge(file) {
+  if (!file || maxBodyBytes === null || file.size <= maxBodyBytes) return null;
+  return "This image is " + megabytes(file.size) + "; the server accepts up to " +
+    megabytes(maxBodyBytes) + ". Choose a smaller image.";
+}
+
 function showError(message) {
   errorBox.textContent = message;
   errorBox.hidden = false;
@@ -95,6 +107,11 @@ form.addEventListener("submit", async (event) => {
     showError("Give an image, a text or both.");
     return;
   }
+  const refusal = tooLarge(input.files[0]);
+  if (refusal) {
+    showError(refusal);
+    return;
+  }
   button.disabled = true;
   try {
     const response = await fetch("/api/identify", { method: "POST", body: data });
@@ -120,7 +137,14 @@ document.getElementById("clear").addEventListener("click", () => {
   errorBox.hidden = true;
 });
 
-input.addEventListener("change", showPreview);
+function fileChosen() {
+  showPreview();
+  errorBox.hidden = true;
+  const refusal = tooLarge(input.files[0]);
+  if (refusal) showError(refusal);
+}
+
+input.addEventListener("change", fileChosen);
 for (const name of ["dragenter", "dragover"]) {
   zone.addEventListener(name, (event) => {
     event.preventDefault();
@@ -138,7 +162,7 @@ zone.addEventListener("drop", (event) => {
   event.preventDefault();
   if (event.dataTransfer.files.length) {
     input.files = event.dataTransfer.files;
-    showPreview();
+    fileChosen();
   }
 });
 
@@ -148,7 +172,7 @@ fetch("/healthz")
     document.getElementById("model-info").textContent =
       "Model " + health.model + ": " + health.users + " users, " +
       health.training_pins + " training pins.";
-    document.getElementById("size-limit").textContent =
-      "up to " + (health.max_body_bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
+    maxBodyBytes = health.max_body_bytes;
+    document.getElementById("size-limit").textContent = "up to " + megabytes(maxBodyBytes);
   })
   .catch(() => showError("The server does not answer."));
