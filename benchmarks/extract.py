@@ -25,10 +25,11 @@ import torch
 from PIL import Image
 
 from pinid.data import load_dataset
-from pinid.features.efficientnet import build_model, get_spec
+from pinid.features.efficientnet import build_model
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.features.images import load_image
 from pinid.features.preprocess import to_tensor
+from pinid.features.specs import get_spec
 
 
 def _images(args, folder: Path) -> list[Path]:

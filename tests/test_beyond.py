@@ -12,8 +12,8 @@ from pinid.data import Dataset, Pin, make_split
 from pinid.evaluation.calibration import reliability
 from pinid.evaluation.unknown import THRESHOLDS, unknown_users
 from pinid.features.dataset import PreparedData
-from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.pin_features import PinFeatures
+from pinid.features.specs import FEATURE_DIM
 from pinid.models.final_model import FinalModel
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
 

@@ -7,14 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pinid.features.efficientnet import (
-    EXTRACTOR_NAMES,
-    FeatureNet,
-    _same_padding,
-    build_model,
-    get_spec,
-)
+from pinid.features import EXTRACTOR_NAMES
+from pinid.features.efficientnet import FeatureNet, _same_padding, build_model
 from pinid.features.preprocess import PREPROCESS_VERSION, to_tensor
+from pinid.features.specs import get_spec
 
 skdata = pytest.importorskip("skimage.data")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pinid
 from pinid.cli import main
 from pinid.data import load_dataset
 from pinid.errors import ModelFileError, PinidError
@@ -195,6 +196,35 @@ def test_implausible_settings_in_model_json_are_refused(fitted, tmp_path, key, v
         load_model(folder)
 
 
+PARTS_VALID = {"words": 1, "chars": 1, "image": 1, "training_pins": 1, "reranker": 1}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("parts", [1, 1, 1, 1, 1], "must give the version of each of"),
+        ("parts", {**PARTS_VALID, "extra": 1}, "must give the version of each of"),
+        ("parts", {k: v for k, v in PARTS_VALID.items() if k != "words"}, "must give the"),
+        ("parts", {**PARTS_VALID, "words": True}, "words are of version True"),
+        ("parts", {**PARTS_VALID, "image": 1.0}, "image are of version 1.0"),
+        ("parts", {**PARTS_VALID, "chars": [1]}, "chars are of version \\[1\\]"),
+        ("schema_version", True, "unknown model schema"),
+        ("arrays", [], "must record the sha256"),
+        ("arrays", {"sha256": 7}, "must record the sha256"),
+        ("vocabulary", {"apple": 0, "pear": 0}, "word vocabulary indices must be 0..n-1"),
+        ("n_image_features", 640, "image classifier weights have the wrong shape"),
+        ("classes", ["a", "a", "b", "c"], "need two or more distinct classes"),
+    ],
+)
+def test_a_malformed_model_json_is_one_line_error(fitted, tmp_path, key, value, message):
+    folder = _copy(fitted[2], tmp_path)
+    doc = json.loads((folder / "model.json").read_text())
+    doc[key] = value
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match=message):
+        load_model(folder)
+
+
 def test_auto_threshold_is_the_one_stored_by_the_experiment(fitted, tmp_path):
     from pinid.models.io import rejection_threshold
 
@@ -246,9 +276,12 @@ def test_model_upgrade_rewrites_a_schema_2_folder_once_and_keeps_its_answers(
         p.name for p in (SCHEMA2 / "thumbnails").iterdir()
     )
     assert (folder / "arrays.npz").read_bytes() == (SCHEMA2 / "arrays.npz").read_bytes()
-    assert not list(tmp_path.glob(".old-model.*"))  # no temporary folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old-model"]  # no temporary file
+    assert doc["upgraded"] == {"from_schema": 2, "by_pinid": pinid.__version__}
     for want, got in _schema2_answers(folder, sample_corpus):
-        assert [c.user for c in got.candidates] == [user for user, _, _ in want["ranking"]]
+        assert [(c.user, c.probability, c.evidence.pin_id) for c in got.candidates] == [
+            tuple(entry) for entry in want["ranking"]
+        ]
     assert main(["model", "upgrade", str(folder)]) == 0
     assert "already in model format 3" in capsys.readouterr().out
 

@@ -23,9 +23,9 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from pinid.data import load_dataset
 from pinid.errors import ModelFileError, PinidError
-from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.images import UnreadableImage, decode_image
 from pinid.features.pin_features import PinFeatures
+from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import MAX_WORD_LENGTH, tokenize
 from pinid.models.final_model import FinalModel
 from pinid.models.io import TrainingPins, load_model, save_model

@@ -14,12 +14,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pinid.data import Dataset, load_dataset, make_split
-from pinid.data.manifest import dataset_from_records
+from pinid.data.manifest import cell_text, dataset_from_records, missing
 from pinid.data.split import split_for
 from pinid.errors import DataError, ModelFileError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
-from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.pin_features import PinFeatures
+from pinid.features.specs import FEATURE_DIM
 from pinid.models.answer import Answer, Candidate, Evidence
 from pinid.models.final_model import FinalModel, Ranking
 from pinid.models.io import TrainingPins, load_model, rejection_threshold, save_model
@@ -48,8 +48,8 @@ class Model:
     reject_below : float, "auto" or None
         Answer "unknown" when the top probability is below it; "auto" takes the threshold
         stored with the model.
-    name : str
-        How answers name the model (its folder, once saved or loaded).
+    folder : Path or None
+        The model folder it was loaded from or saved to; answers name the model by it.
     """
 
     def __init__(
@@ -60,13 +60,13 @@ class Model:
         *,
         meta: dict | None = None,
         reject_below: float | str | None = None,
-        name: str = "(not saved)",
+        folder: str | Path | None = None,
         progress: bool = False,
     ) -> None:
         self.final, self.pins, self.extractor_record = final, pins, extractor
         self.meta = dict(meta or {})
-        self.name = name
-        self.reject_below = rejection_threshold(self.meta, name, reject_below)
+        self.folder = None if folder is None else Path(folder)
+        self.reject_below = rejection_threshold(self.meta, self.name, reject_below)
         self._progress = progress
         self._extractor: ImageFeatureExtractor | None = None
 
@@ -78,15 +78,20 @@ class Model:
         """A model folder written by ``pinid train``, ``pinid experiment`` or :meth:`save`."""
         saved = load_model(folder)
         return cls(saved.model, saved.pins, saved.extractor, meta=saved.meta,
-                   reject_below=reject_below, name=str(folder), progress=progress)  # fmt: skip
+                   reject_below=reject_below, folder=folder, progress=progress)  # fmt: skip
 
     def save(self, folder: str | Path) -> Path:
         """Write the model folder (atomically: a reader sees the old folder or the new one)."""
         path = save_model(folder, self.final, self.pins, self.extractor_record, **self.meta)
-        self.name = str(folder)
+        self.folder = Path(folder)
         return path
 
     # --- what it knows --------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """How answers name the model: its folder as given, once it has one."""
+        return "(not saved)" if self.folder is None else str(self.folder)
+
     @property
     def users(self) -> list[str]:
         return [str(u) for u in self.final.classes_]
@@ -134,6 +139,7 @@ class Model:
     ) -> list[Answer]:
         """One answer per pin; an unreadable image is left out and ``image_error`` says why,
         and a pin of which nothing is usable gets ``user`` None and no candidates."""
+        _check_top(top)
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
         vectors = np.zeros((len(images), FEATURE_DIM), np.float32)
@@ -163,6 +169,7 @@ class Model:
         """Answers for pins whose image features are already computed (rows where
         ``has_image`` is false have no image). A text with neither a word nor a character
         n-gram the model knows is not used: it would only restate the users' prior."""
+        _check_top(top)
         given = np.array([bool(t and t.strip()) for t in texts], dtype=bool)  # "" = no text
         X = PinFeatures([t or "" for t in texts], np.asarray(image_vectors, np.float32),
                         given, np.asarray(has_image, dtype=bool))  # fmt: skip
@@ -222,6 +229,11 @@ class Model:
             image_error=None,
             model=self.name,
         )
+
+
+def _check_top(top: int) -> None:
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= TOP:
+        raise ValueError(f"top must be a whole number from 1 to {TOP}, not {top!r}")
 
 
 def load(
@@ -288,7 +300,11 @@ class PinClassifier(ClassifierMixin, BaseEstimator):
     """pinid's final model as a scikit-learn classifier, for ``cross_val_score`` and pipelines.
 
     ``X`` holds one pin a row, with ``text`` and ``image`` (a path relative to ``root``)
-    columns: a pandas DataFrame or a list of dicts. ``fit`` does what :func:`train` does.
+    columns: a pandas DataFrame or a list of dicts; a missing cell is no text or no image.
+    ``fit`` does what :func:`train` does, so users with fewer than 3 pins are left out of
+    ``classes_`` (with a warning). A pin of which nothing is usable (no known word, no
+    readable image) gets a row of zeros from ``predict_proba``, and ``classes_[0]`` from
+    ``predict``.
 
     Parameters
     ----------
@@ -327,9 +343,10 @@ class PinClassifier(ClassifierMixin, BaseEstimator):
         if len(rows) != len(users):
             raise ValueError(f"{len(rows)} pins but {len(users)} labels")
         records = [
-            {"pin_id": str(i), "user": user, "text": row.get("text"), "image": row.get("image")}
+            {"pin_id": str(i), "user": user, "text": cell_text(row.get("text")),
+             "image": row.get("image")}
             for i, (row, user) in enumerate(zip(rows, users, strict=True))
-        ]
+        ]  # fmt: skip
         self.model_ = train(records, root=self.root, seed=self.seed, extractor=self.extractor,
                             similarity=self.similarity)  # fmt: skip
         self.classes_ = self.model_.final.classes_
@@ -351,6 +368,5 @@ class PinClassifier(ClassifierMixin, BaseEstimator):
     def _answers(self, X: Any) -> list[Answer]:
         rows = _records(X)
         root = Path(self.root)
-        images = [root / str(r["image"]) if r.get("image") else None for r in rows]
-        texts = [None if r.get("text") is None else str(r.get("text")) for r in rows]
-        return self.model_.identify_many(texts, images)
+        images = [None if missing(r.get("image")) else root / str(r["image"]) for r in rows]
+        return self.model_.identify_many([cell_text(r.get("text")) for r in rows], images)

@@ -98,7 +98,7 @@ def _check_replaceable(out: Path) -> None:
             first = json.loads(fh.readline())
     except (OSError, UnicodeDecodeError, ValueError):
         first = None
-    # "ranking": the name of the candidates before pinid 0.2
+    # "ranking": what pinid 0.1 called the candidates
     if not (
         isinstance(first, dict) and "pin_id" in first and {"candidates", "ranking"} & set(first)
     ):

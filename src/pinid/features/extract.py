@@ -30,7 +30,8 @@ from pinid.features.images import (
     decode_image,
     read_image_bytes,
 )
-from pinid.features.preprocess import FITS, PREPROCESS_VERSION, to_tensor
+from pinid.features.preprocess import PREPROCESS_VERSION, to_tensor
+from pinid.features.specs import FITS
 from pinid.paths import cache_dir
 
 DECODE_THREADS = 2

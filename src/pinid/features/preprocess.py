@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from pinid.features.images import to_rgb
+from pinid.features.specs import FITS
 
 PREPROCESS_VERSION = "v1"
 
-FITS = ("crop", "pad")
 CROP_PADDING = 32
 _WHITE = (255, 255, 255)
 

@@ -112,10 +112,10 @@ class Views:
         return {"text": r_text, "char": r_char, "image": r_image}
 
     def candidates(
-        self, X: PinFeatures, encoded: Encoded | None = None
+        self, X: PinFeatures, encoded: Encoded
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """(every view's probabilities, candidates (n, k), their features (n * k, d))."""
-        encoded = encoded or self.encode(X)
+        """(every view's probabilities, candidates (n, k), their features (n * k, d)) of the pins
+        of ``X``, whose vectors are ``encoded``."""
         views = self.probabilities(X, encoded)
         fused = cascade(*views.values())
         candidates = top_k(fused, min(self.top, fused.shape[1]))
@@ -193,7 +193,6 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         self.classes_ = np.unique(y)  # as the views' (PaperModel.classes_)
         # the folds' views before the final ones, so that the two are never held together
-        # (peak RSS at the paper's scale: 2,687 MB this way, 3,363 MB the other way round)
         features, truth, k = self._out_of_fold(X, y)
         self.views_ = self._fit_views(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ import sklearn
 from sklearn.preprocessing import Normalizer
 
 from pinid import __version__
-from pinid._atomic import atomic_directory
+from pinid._atomic import atomic_directory, atomic_write_text
 from pinid.errors import ModelFileError
-from pinid.features.efficientnet import get_spec
-from pinid.features.preprocess import FITS
+from pinid.features.specs import FITS, get_spec
 from pinid.models.final_model import N_CANDIDATE_FEATURES, FinalModel, Views
 from pinid.models.modality import make_char_model, make_image_model, make_text_model
 from pinid.models.paper_model import PaperModel
@@ -160,8 +158,9 @@ def _fail(folder: Path, problem: str) -> ModelFileError:
     return ModelFileError(f"{folder}: {problem}")
 
 
-def read_document(folder: str | Path) -> dict:
-    """``model.json`` of a model folder of any schema pinid knows, as the current schema."""
+def read_document(folder: str | Path) -> tuple[dict, int]:
+    """``model.json`` of a model folder of any schema pinid knows, as the current schema, and
+    the schema it was written in."""
     folder = Path(folder)
     doc_path = folder / MODEL_JSON
     if not doc_path.is_file():
@@ -173,9 +172,9 @@ def read_document(folder: str | Path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(folder, f"{MODEL_JSON} is not valid JSON ({exc})") from None
     schema = doc.get("schema_version") if isinstance(doc, dict) else None
-    if schema == 2:
+    if schema == 2:  # before parts had versions: every part is of version 1
         doc = {**doc, "schema_version": SCHEMA_VERSION, "parts": dict.fromkeys(PARTS, 1)}
-    elif schema != SCHEMA_VERSION:
+    elif schema != SCHEMA_VERSION or isinstance(schema, bool):
         raise _fail(
             folder, f"unknown model schema (this pinid reads versions 2 and {SCHEMA_VERSION})"
         )
@@ -183,35 +182,41 @@ def read_document(folder: str | Path) -> dict:
     if not isinstance(parts, dict) or set(parts) != set(PARTS):
         raise _fail(folder, f"{MODEL_JSON} must give the version of each of {', '.join(PARTS)}")
     for part, version in parts.items():
-        if not isinstance(version, int) or (part, version) not in _PART_LOADERS:
+        if type(version) is not int or (part, version) not in _PART_LOADERS:
             raise _fail(
-                folder, f"its {part} are of version {version}, which this pinid cannot read"
+                folder, f"its {part} are of version {version!r}, which this pinid cannot read"
             )
-    return doc
+    arrays = doc.get("arrays")
+    if not (isinstance(arrays, dict) and isinstance(arrays.get("sha256"), str)):
+        raise _fail(folder, f"{MODEL_JSON} must record the sha256 of {ARRAYS}")
+    return doc, schema
 
 
 def load_model(folder: str | Path) -> SavedModel:
     """Rebuild a :class:`FinalModel` from a model folder, verifying the arrays' sha256."""
     folder = Path(folder)
-    doc = read_document(folder)
+    doc, _ = read_document(folder)
     try:
         arrays_bytes = (folder / ARRAYS).read_bytes()
     except OSError as exc:
         raise _fail(folder, f"cannot read {ARRAYS} ({exc.strerror})") from None
-    if hashlib.sha256(arrays_bytes).hexdigest() != str(doc.get("arrays", {}).get("sha256")):
+    if hashlib.sha256(arrays_bytes).hexdigest() != doc["arrays"]["sha256"]:
         raise _fail(folder, f"{ARRAYS} does not match its recorded sha256 (tampered or damaged)")
     # The hash only proves the arrays are the ones model.json names; model.json may itself be
     # hostile, so everything is checked as if it came from a stranger.
     try:
         arrays = _read_arrays(arrays_bytes)
-        built = {part: _PART_LOADERS[part, doc["parts"][part]](doc, arrays)
-                 for part in ("words", "image", "training_pins")}  # fmt: skip
-        model = _paper_model(doc, **built)
-        pins = built["training_pins"][1]
+        classes = _classes(doc)
+
+        def load(part: str, *needs):
+            return _PART_LOADERS[part, doc["parts"][part]](doc, arrays, classes, *needs)
+
+        words, image, chars = load("words"), load("image"), load("chars")
+        training, pins = load("training_pins", len(words.named_steps["tfidf"].vocabulary_))
+        reranker, temperature = load("reranker")
+        model = _paper_model(doc, classes, words, image, training)
         _check_consistent(model, pins, doc)
-        char = _PART_LOADERS["chars", doc["parts"]["chars"]](doc, arrays, model.classes_)
-        reranker, temperature = _PART_LOADERS["reranker", doc["parts"]["reranker"]](doc, arrays)
-        final = _final_model(doc, model, char, reranker, temperature, pins)
+        final = _final_model(doc, model, chars, reranker, temperature, pins)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError,
             zipfile.BadZipFile) as exc:  # fmt: skip
         raise _fail(folder, f"inconsistent model files ({type(exc).__name__}: {exc})") from None
@@ -219,20 +224,15 @@ def load_model(folder: str | Path) -> SavedModel:
 
 
 def upgrade(folder: str | Path) -> bool:
-    """Rewrite a model folder of an earlier schema in the current one, in place and
-    atomically (arrays and thumbnails as they are); False if it is current already."""
+    """Rewrite the ``model.json`` of a model folder of an earlier schema in the current one
+    (arrays and thumbnails stay as they are); False if it is current already."""
     folder = Path(folder)
     load_model(folder)  # refuses what it could not load, before anything is written
-    if json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))["schema_version"] == (
-        SCHEMA_VERSION
-    ):
+    doc, schema = read_document(folder)
+    if schema == SCHEMA_VERSION:
         return False
-    doc = read_document(folder)
-    with atomic_directory(folder, marker=MODEL_JSON) as tmp:
-        for item in folder.iterdir():
-            if item.name != MODEL_JSON:
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-        (tmp / MODEL_JSON).write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
+    doc["upgraded"] = {"from_schema": schema, "by_pinid": __version__}
+    atomic_write_text(folder / MODEL_JSON, json.dumps(doc, ensure_ascii=False) + "\n")
     return True
 
 
@@ -269,27 +269,37 @@ def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _classes(doc: dict) -> np.ndarray:
+    classes = np.array([str(c) for c in doc["classes"]])
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError("need two or more distinct classes")
+    return classes
+
+
+def _check_weights(lr, classes: np.ndarray, width: int, what: str) -> None:
+    rows = 1 if len(classes) == 2 else len(classes)
+    if lr.coef_.shape != (rows, width) or lr.intercept_.shape != (rows,):
+        raise ValueError(f"{what} classifier weights have the wrong shape")
+
+
+def _vocabulary(entries: dict, what: str) -> dict[str, int]:
+    vocabulary = {str(w): int(i) for w, i in entries.items()}
+    if sorted(vocabulary.values()) != list(range(len(vocabulary))):
+        raise ValueError(f"{what} vocabulary indices must be 0..n-1")
+    return vocabulary
+
+
 def _check_consistent(model: PaperModel, pins: TrainingPins, doc: dict) -> None:
+    """What ties the parts together: one row per training pin everywhere, every user with
+    pins, the image view as wide as the training images, sane settings."""
     n_classes, n_train = len(model.classes_), model.train_image_.shape[0]
     if len({len(pins.pin_ids), len(pins.texts), len(pins.images), len(pins.users), n_train,
             len(model.train_y_), model.train_text_.shape[0]}) != 1:  # fmt: skip
         raise ValueError("training pins and arrays disagree in length")
-    if n_classes < 2 or len(set(model.classes_)) != n_classes:
-        raise ValueError("need two or more distinct classes")
     if set(np.unique(model.train_y_).tolist()) != set(range(n_classes)):
         raise ValueError("every class needs training pins, and only those classes")
-    model.train_text_.check_format(full_check=True)
-    vocabulary = model.text_model_.named_steps["tfidf"].vocabulary_
-    if sorted(vocabulary.values()) != list(range(len(vocabulary))):
-        raise ValueError("vocabulary indices must be 0..n-1")
-    rows = 1 if n_classes == 2 else n_classes
-    for step, width in ((model.text_model_, len(vocabulary)),
-                        (model.image_model_, model.train_image_.shape[1])):  # fmt: skip
-        lr = step.named_steps["logistic"]
-        if lr.coef_.shape != (rows, width) or lr.intercept_.shape != (rows,):
-            raise ValueError("classifier weights have the wrong shape")
-    if model.text_model_.named_steps["tfidf"].idf_.shape != (len(vocabulary),):
-        raise ValueError("idf has the wrong length")
+    _check_weights(model.image_model_.named_steps["logistic"], model.classes_,
+                   model.train_image_.shape[1], "image")  # fmt: skip
     top_k = model.top_k
     if (
         model.similarity not in SPACES
@@ -311,35 +321,38 @@ def _fitted(lr, classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray):
     return lr
 
 
-def _words_v1(doc: dict, a: dict[str, np.ndarray]):
+def _words_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     """The word view: tf-idf dictionary and idf, and its logistic regression."""
-    classes = np.array(doc["classes"])
     text = make_text_model(doc["params"]["C_text"])
     tfidf = text.named_steps["tfidf"]
-    tfidf.vocabulary_ = {str(w): int(i) for w, i in doc["vocabulary"].items()}
+    tfidf.vocabulary_ = _vocabulary(doc["vocabulary"], "word")
+    if a["text_idf"].shape != (len(tfidf.vocabulary_),):
+        raise ValueError("idf has the wrong length")
     tfidf.idf_ = a["text_idf"]
-    _fitted(text.named_steps["logistic"], classes, a["text_coef"], a["text_intercept"])
+    lr = _fitted(text.named_steps["logistic"], classes, a["text_coef"], a["text_intercept"])
+    _check_weights(lr, classes, len(tfidf.vocabulary_), "word")
     return text
 
 
-def _image_v1(doc: dict, a: dict[str, np.ndarray]):
+def _image_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     """The image view: L2 normalisation and its logistic regression."""
-    classes = np.array(doc["classes"])
     image = make_image_model(doc["params"]["C_image"])
     normaliser: Normalizer = image.named_steps["l2"]
     normaliser.n_features_in_ = int(doc["n_image_features"])
-    _fitted(image.named_steps["logistic"], classes, a["image_coef"], a["image_intercept"])
+    lr = _fitted(image.named_steps["logistic"], classes, a["image_coef"], a["image_intercept"])
+    _check_weights(lr, classes, normaliser.n_features_in_, "image")
     return image
 
 
-def _training_pins_v1(doc: dict, a: dict[str, np.ndarray]):
-    """The training pins: word vectors, image features and users (arrays), and what evidence
-    shows of each (ids, texts, image paths)."""
+def _training_pins_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray, n_words: int):
+    """The training pins: word vectors (``n_words`` wide), image features and users (arrays),
+    and what evidence shows of each (ids, texts, image paths)."""
     n_train = a["train_image"].shape[0]
     train_text = sp.csr_matrix(
         (a["train_text_data"], a["train_text_indices"], a["train_text_indptr"]),
-        shape=(n_train, len(doc["vocabulary"])),
+        shape=(n_train, n_words),
     )
+    train_text.check_format(full_check=True)
     listed = doc["training_pins"]
     pins = TrainingPins(
         pin_ids=[str(v) for v in listed["pin_id"]],
@@ -354,22 +367,16 @@ def _chars_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     """The character n-gram view: tf-idf and its logistic regression."""
     char = make_char_model(doc["params"]["C_char"])
     tfidf = char.named_steps["tfidf"]
-    tfidf.vocabulary_ = {str(g): int(i) for g, i in doc["char_vocabulary"].items()}
-    if sorted(tfidf.vocabulary_.values()) != list(range(len(tfidf.vocabulary_))):
-        raise ValueError("character vocabulary indices must be 0..n-1")
+    tfidf.vocabulary_ = _vocabulary(doc["char_vocabulary"], "character")
     if a["char_idf"].shape != (len(tfidf.vocabulary_),):
         raise ValueError("character idf has the wrong length")
     tfidf.idf_ = a["char_idf"]
-    rows = 1 if len(classes) == 2 else len(classes)
-    if a["char_coef"].shape != (rows, len(tfidf.vocabulary_)) or a["char_intercept"].shape != (
-        rows,
-    ):
-        raise ValueError("character classifier weights have the wrong shape")
-    _fitted(char.named_steps["logistic"], classes, a["char_coef"], a["char_intercept"])
+    lr = _fitted(char.named_steps["logistic"], classes, a["char_coef"], a["char_intercept"])
+    _check_weights(lr, classes, len(tfidf.vocabulary_), "character")
     return char
 
 
-def _reranker_v1(doc: dict, a: dict[str, np.ndarray]) -> tuple[Reranker, float]:
+def _reranker_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     """The re-ranker's weights and the temperature of its probabilities."""
     reranker = Reranker(doc["params"]["rerank_alpha"])
     reranker.mean_, reranker.scale_, reranker.coef_ = (
@@ -397,12 +404,12 @@ _PART_LOADERS = {
 """(part, version) -> its loader; a new version of a part adds a loader here."""
 
 
-def _paper_model(doc: dict, words, image, training_pins) -> PaperModel:
+def _paper_model(doc: dict, classes: np.ndarray, words, image, training) -> PaperModel:
     params = doc["params"]
     model = PaperModel(**{k: params[k] for k in ("C_text", "C_image", "similarity", "top_k")})
-    model.classes_ = np.array(doc["classes"])
+    model.classes_ = classes
     model.text_model_, model.image_model_ = words, image
-    (model.train_text_, model.train_image_, model.train_y_), _ = training_pins
+    model.train_text_, model.train_image_, model.train_y_ = training
     model.refiners_ = {}
     return model
 

@@ -26,8 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pinid import __version__
 from pinid.api import Model
-from pinid.features.efficientnet import FEATURE_DIM
 from pinid.features.images import UnreadableImage
+from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import MAX_TEXT_CHARS
 from pinid.models.answer import Answer
 from pinid.models.thumbnails import available_thumbnails, read_thumbnail
