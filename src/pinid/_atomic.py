@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import glob
+import hashlib
 import os
 import shutil
 import tempfile
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from pinid.errors import PinidError
+from pinid.paths import cache_dir
 
 
 def _read_umask() -> int:
@@ -32,10 +35,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
     if path.is_dir():
         raise PinidError(f"{path}: is a folder; give the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with naming_write_errors(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 is for the temp name only
-        with os.fdopen(fd, mode, **kwargs) as fh:
+        with naming_write_errors(path), os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -62,14 +66,16 @@ def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     path = Path(path).resolve()
     if path.exists() and not (path.is_dir() and _replaceable(path, marker)):
         raise PinidError(f"{path}: exists and is not a folder pinid wrote; choose another --out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
-    prefix = f".{path.name}.{os.getpid()}."
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
+    with naming_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(path)
+        prefix = f".{path.name}.{os.getpid()}."
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
     try:
-        tmp.chmod(0o777 & ~_UMASK)
-        yield tmp
-        _fsync_top_level(tmp)
+        with naming_write_errors(path):
+            tmp.chmod(0o777 & ~_UMASK)
+            yield tmp
+            _fsync_top_level(tmp)
         if not path.exists():
             os.replace(tmp, path)
         elif _exchange(tmp, path):  # tmp now holds the old folder
@@ -84,6 +90,57 @@ def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def naming_write_errors(path: Path) -> Iterator[None]:
+    """A failed write (a full disk, a read-only folder) as one line naming what was being
+    written; a write error's own message names no file."""
+    try:
+        yield
+    except OSError as exc:
+        raise PinidError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold a lock on ``path`` (a file in the cache folder, named by the path) while this
+    process writes it: a second pinid writing the same output on this machine refuses at once
+    instead of racing the first. Re-entrant."""
+    path = Path(path).resolve()
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
+    locks = cache_dir() / "locks"  # not beside the output: a refused run writes nothing there
+    lock = locks / f"{hashlib.sha256(os.fsencode(path)).hexdigest()[:32]}.lock"
+    with naming_write_errors(lock):
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            raise PinidError(
+                f"{path}: another pinid (pid {holder}) is writing it; try again when it ends"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _HELD[path] = 1
+        try:
+            yield
+        finally:
+            del _HELD[path]
+    finally:
+        os.close(fd)  # releases the lock; the file stays (unlinking it would race a newcomer)
+
+
+_HELD: dict[Path, int] = {}
+"""Outputs this process holds the lock of, with how many nested holders."""
 
 
 def _remove_orphans(path: Path) -> None:

@@ -13,16 +13,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from pinid._atomic import output_lock
 from pinid.data import Dataset, load_dataset, make_split
 from pinid.data.manifest import cell_text, dataset_from_records, missing
 from pinid.data.split import split_for
-from pinid.errors import DataError, ModelFileError
+from pinid.errors import DataError, ModelFileError, PinidError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
 from pinid.features.pin_features import PinFeatures
 from pinid.features.specs import FEATURE_DIM
 from pinid.models.answer import Answer, Candidate, Evidence
 from pinid.models.final_model import FinalModel, Ranking
-from pinid.models.io import TrainingPins, load_model, rejection_threshold, save_model
+from pinid.models.io import (
+    TrainingPins,
+    load_model,
+    read_document,
+    rejection_threshold,
+    save_model,
+)
 
 if TYPE_CHECKING:
     from pinid.features.extract import ImageFeatureExtractor
@@ -50,6 +57,8 @@ class Model:
         stored with the model.
     folder : Path or None
         The model folder it was loaded from or saved to; answers name the model by it.
+    identity : str or None
+        The sha256 of its arrays in that folder: which model this is.
     """
 
     def __init__(
@@ -61,12 +70,15 @@ class Model:
         meta: dict | None = None,
         reject_below: float | str | None = None,
         folder: str | Path | None = None,
+        identity: str | None = None,
         progress: bool = False,
     ) -> None:
         self.final, self.pins, self.extractor_record = final, pins, extractor
         self.meta = dict(meta or {})
         self.folder = None if folder is None else Path(folder)
+        self.identity = identity
         self.reject_below = rejection_threshold(self.meta, self.name, reject_below)
+        self._reject_rule = reject_below  # as asked: "auto" follows a reloaded model
         self._progress = progress
         self._extractor: ImageFeatureExtractor | None = None
 
@@ -78,12 +90,24 @@ class Model:
         """A model folder written by ``pinid train``, ``pinid experiment`` or :meth:`save`."""
         saved = load_model(folder)
         return cls(saved.model, saved.pins, saved.extractor, meta=saved.meta,
-                   reject_below=reject_below, folder=folder, progress=progress)  # fmt: skip
+                   reject_below=reject_below, folder=folder, identity=saved.identity,
+                   progress=progress)  # fmt: skip
+
+    def reload(self) -> Model:
+        """The model now in this model's folder (retrained since, say), with the same
+        rejection rule; it shares this model's loaded CNN when its extractor is the same."""
+        if self.folder is None:
+            raise PinidError("a model that was never saved has no folder to reload from")
+        new = Model.load(self.folder, reject_below=self._reject_rule, progress=self._progress)
+        if new.extractor_record == self.extractor_record:
+            new._extractor = self._extractor
+        return new
 
     def save(self, folder: str | Path) -> Path:
         """Write the model folder (atomically: a reader sees the old folder or the new one)."""
-        path = save_model(folder, self.final, self.pins, self.extractor_record, **self.meta)
-        self.folder = Path(folder)
+        with output_lock(folder):
+            path = save_model(folder, self.final, self.pins, self.extractor_record, **self.meta)
+        self.folder, self.identity = Path(folder), read_document(path)[0]["arrays"]["sha256"]
         return path
 
     # --- what it knows --------------------------------------------------------------------

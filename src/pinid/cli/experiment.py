@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid._atomic import output_lock
     from pinid.cli._tables import format_summary, format_table
     from pinid.data import load_dataset
     from pinid.evaluation.experiment import run_experiment
@@ -29,18 +30,20 @@ def main(args: argparse.Namespace) -> int:
     from pinid.report import write_report
 
     out = Path(args.out)
-    results, _ = run_experiment(
-        load_dataset(args.data),
-        out,
-        seed=args.seed,
-        extractor=ImageFeatureExtractor(args.extractor, batch_size=args.batch_size),
-        similarity=args.similarity,
-        max_unreadable=args.max_unreadable,
-        strict=args.strict,
-        split_file=Path(args.split) if args.split else None,
-    )
+    with output_lock(out):  # a second experiment into the same folder refuses
+        results, _ = run_experiment(
+            load_dataset(args.data),
+            out,
+            seed=args.seed,
+            extractor=ImageFeatureExtractor(args.extractor, batch_size=args.batch_size),
+            similarity=args.similarity,
+            max_unreadable=args.max_unreadable,
+            strict=args.strict,
+            split_file=Path(args.split) if args.split else None,
+        )
+        report = write_report(out)
     print(format_summary(results))
     print(format_table(results))
     print(f"results: {out / 'results.json'}\nmodel: {out / 'model'}")
-    print(f"report: {write_report(out)}")
+    print(f"report: {report}")
     return 0

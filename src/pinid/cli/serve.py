@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 
 from pinid.cli._options import add_reject_option
@@ -34,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"identifications admitted at once per process; more get 503 (default {QUEUE})",
     )
     add_reject_option(parser)
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="take up a retrained model as soon as its folder changes (SIGHUP always does)",
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
 
@@ -66,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
-    from pinid.service.settings import Settings
+    from pinid.service.settings import GRACEFUL_STOP_S, Settings
 
     if args.workers < 1 or args.queue < 1:
         raise PinidError("--workers and --queue must be at least 1")
@@ -76,7 +82,12 @@ def main(args: argparse.Namespace) -> int:
         raise PinidError("--port must be between 1 and 65535")
     threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else 0
     settings = Settings(
-        args.model, int(args.max_body_mb * 2**20), args.queue, threads, args.reject_below
+        args.model,
+        int(args.max_body_mb * 2**20),
+        args.queue,
+        threads,
+        args.reject_below,
+        args.watch,
     )
     _check_can_listen(args.host, args.port)
     # A bad model folder fails here, in one line, before anything is served. With several
@@ -92,16 +103,22 @@ def main(args: argparse.Namespace) -> int:
         "port": args.port,
         "access_log": not args.no_access_log,
         "log_level": "info",
-        "timeout_graceful_shutdown": 5,
+        "timeout_graceful_shutdown": GRACEFUL_STOP_S,
     }
-    if args.workers == 1:
-        uvicorn.run(app, **common)
-    else:  # each worker process builds its own app from the settings in its environment
-        os.environ.update(settings.to_environment())
-        uvicorn.run(
-            "pinid.service.settings:app_from_environment",
-            factory=True,
-            workers=args.workers,
-            **common,
-        )
+    # uvicorn stops gracefully on SIGTERM (no new connections; requests in flight finish), then
+    # raises the signal again for the handler it found: this one, so that the stop is exit 0.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        if args.workers == 1:
+            uvicorn.run(app, **common)
+        else:  # each worker process builds its own app from the settings in its environment
+            os.environ.update(settings.to_environment())
+            uvicorn.run(
+                "pinid.service.settings:app_from_environment",
+                factory=True,
+                workers=args.workers,
+                **common,
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

@@ -19,19 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pinid._atomic import output_lock
     from pinid.api import train
 
-    model = train(
-        args.data,
-        seed=args.seed,
-        split=args.split,
-        extractor=args.extractor,
-        similarity=args.similarity,
-        batch_size=args.batch_size,
-        max_unreadable=args.max_unreadable,
-        strict=args.strict,
-    )
-    model.save(args.out)
+    with output_lock(args.out):  # a second `pinid train --out` of the same folder refuses
+        model = train(
+            args.data,
+            seed=args.seed,
+            split=args.split,
+            extractor=args.extractor,
+            similarity=args.similarity,
+            batch_size=args.batch_size,
+            max_unreadable=args.max_unreadable,
+            strict=args.strict,
+        )
+        model.save(args.out)
     final = model.final
     print(
         f"model of {len(model.users)} users from {len(model.pins.pin_ids)} pins written to "

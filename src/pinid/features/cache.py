@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pinid._atomic import naming_write_errors
+
 
 class FeatureCache:
     """Feature vectors of one extractor, shared across runs and datasets."""
@@ -50,14 +52,17 @@ class FeatureCache:
         self._write(self._path(sha256), lambda fh: np.save(fh, vector, allow_pickle=False))
 
     def _write(self, path: Path, write) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        """``path`` written whole or not at all; a full disk or a read-only cache is one line
+        naming the entry, and leaves no temporary file behind."""
+        with naming_write_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    write(fh)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
         self.writes += 1

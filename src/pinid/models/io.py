@@ -25,7 +25,7 @@ import sklearn
 from sklearn.preprocessing import Normalizer
 
 from pinid import __version__
-from pinid._atomic import atomic_directory, atomic_write_text
+from pinid._atomic import atomic_directory, atomic_write_text, output_lock
 from pinid.errors import ModelFileError
 from pinid.features.specs import FITS, get_spec
 from pinid.models.final_model import N_CANDIDATE_FEATURES, FinalModel, Views
@@ -64,6 +64,8 @@ class SavedModel:
     pins: TrainingPins
     extractor: dict
     meta: dict
+    identity: str
+    """The sha256 of its arrays: which model this is."""
 
 
 def _arrays(reranked: FinalModel) -> dict[str, np.ndarray]:
@@ -220,19 +222,20 @@ def load_model(folder: str | Path) -> SavedModel:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError,
             zipfile.BadZipFile) as exc:  # fmt: skip
         raise _fail(folder, f"inconsistent model files ({type(exc).__name__}: {exc})") from None
-    return SavedModel(final, pins, doc["extractor"], doc.get("meta", {}))
+    return SavedModel(final, pins, doc["extractor"], doc.get("meta", {}), doc["arrays"]["sha256"])
 
 
 def upgrade(folder: str | Path) -> bool:
     """Rewrite the ``model.json`` of a model folder of an earlier schema in the current one
     (arrays and thumbnails stay as they are); False if it is current already."""
     folder = Path(folder)
-    load_model(folder)  # refuses what it could not load, before anything is written
-    doc, schema = read_document(folder)
-    if schema == SCHEMA_VERSION:
-        return False
-    doc["upgraded"] = {"from_schema": schema, "by_pinid": __version__}
-    atomic_write_text(folder / MODEL_JSON, json.dumps(doc, ensure_ascii=False) + "\n")
+    with output_lock(folder):  # no `pinid train` replaces the folder meanwhile
+        load_model(folder)  # refuses what it could not load, before anything is written
+        doc, schema = read_document(folder)
+        if schema == SCHEMA_VERSION:
+            return False
+        doc["upgraded"] = {"from_schema": schema, "by_pinid": __version__}
+        atomic_write_text(folder / MODEL_JSON, json.dumps(doc, ensure_ascii=False) + "\n")
     return True
 
 

@@ -1,22 +1,30 @@
 """The web service: a page and a JSON API that answer "who posted this pin?".
 
-The model loads once, before the first request, and is only read afterwards. Identification
-(image decoding, the CNN, the views, the re-ranker) runs in a bounded pool off the event loop;
-its answer is :meth:`pinid.api.Model.identify_features`'s, the same as ``pinid predict``'s.
+The model loads before the first request. Identification (image decoding, the CNN, the views,
+the re-ranker) runs in a bounded pool off the event loop; its answer is
+:meth:`pinid.api.Model.identify_features`'s, the same as ``pinid predict``'s. A retrained model
+folder is taken up on SIGHUP, or as soon as it appears with ``watch``: it is loaded beside the
+one in service and replaces it in one step, so each answer comes wholly from one of them; a
+folder that does not load leaves the old model serving, with one line in the log.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import sys
 import time
 from collections import Counter
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import torch
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,10 +34,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pinid import __version__
 from pinid.api import Model
+from pinid.errors import PinidError
 from pinid.features.images import UnreadableImage
 from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import MAX_TEXT_CHARS
 from pinid.models.answer import Answer
+from pinid.models.io import ARRAYS, MODEL_JSON
 from pinid.models.thumbnails import available_thumbnails, read_thumbnail
 from pinid.service.middleware import RequestLimits, SecurityHeaders
 from pinid.service.pool import InferencePool, PoolBusy
@@ -43,8 +53,11 @@ class Error(BaseModel):
 
 
 class Identification(Answer):
-    """The answer of ``pinid predict --json``, plus the time the request took."""
+    """The answer of ``pinid predict --json``, plus the time the request took (a request with
+    nothing usable is refused, so there is always a user and a probability)."""
 
+    user: str = Field(description='the most probable user, or "unknown" below reject_below')
+    probability: float = Field(description="the top candidate's probability")
     elapsed_ms: float = Field(description="time spent on the request, queue included")
 
 
@@ -60,6 +73,7 @@ class Users(BaseModel):
 class Health(BaseModel):
     status: str
     model: str
+    model_id: str = Field(description="first digits of the sha256 of the model in service")
     max_body_bytes: int = Field(description="largest request body accepted")
     users: int
     training_pins: int
@@ -76,25 +90,33 @@ ERRORS = {
 }
 
 
-class Service:
-    """What the endpoints share: the model, evidence URLs and the bounded pool."""
+@dataclass(frozen=True)
+class Serving:
+    """A model and what the endpoints derive from it, replaced whole by a new model."""
 
-    def __init__(self, model: Model, queue: int) -> None:
-        self.model = model
-        self.model_dir = Path(model.name)
-        self.pool = InferencePool(queue)
-        self.row_of = {pin_id: row for row, pin_id in enumerate(model.pins.pin_ids)}
-        self.counts = Counter(model.pins.users)
-        self.thumbnails = available_thumbnails(self.model_dir, len(self.row_of))
-        self.model_name = self.model_dir.resolve().name  # not the server's paths
+    model: Model
+    folder: Path
+    row_of: dict[str, int]
+    counts: Counter
+    thumbnails: frozenset[int]
+    name: str  # the folder's name: answers never show the server's paths
+    model_id: str  # the first hex digits of its arrays' sha256
+
+    @classmethod
+    def of(cls, model: Model) -> Serving:
+        folder = Path(model.name)
+        row_of = {pin_id: row for row, pin_id in enumerate(model.pins.pin_ids)}
+        return cls(model, folder, row_of, Counter(model.pins.users),
+                   available_thumbnails(folder, len(row_of)), folder.resolve().name,
+                   (model.identity or "")[:12])  # fmt: skip
 
     def image_url(self, pin_id: str) -> str | None:
         row = self.row_of[pin_id]
-        return f"/api/thumbnails/{row}" if row in self.thumbnails else None
+        # the model in the URL: a browser never shows a cached thumbnail of another model's pin
+        return f"/api/thumbnails/{row}?model={self.model_id}" if row in self.thumbnails else None
 
-    def identify(self, text: str | None, image: bytes | None, filename: str) -> Answer:
-        """Runs in the pool: features of the upload, then the answer, its evidence pointing at
-        thumbnails (never at the server's paths)."""
+    def answer(self, text: str | None, image: bytes | None, filename: str) -> Answer:
+        """Features of the upload, then the answer, its evidence pointing at thumbnails."""
         vectors = np.zeros((1, FEATURE_DIM), np.float32)
         if image is not None:
             vectors[0] = self.model.extractor.features_of(image, filename)
@@ -102,8 +124,66 @@ class Service:
         for candidate in answer.candidates:
             candidate.evidence.image = None
             candidate.evidence.image_url = self.image_url(candidate.evidence.pin_id)
-        answer.model = self.model_name
+        answer.model = self.name
         return answer
+
+
+def folder_signature(folder: Path) -> tuple | None:
+    """What changes when a model folder is replaced or rewritten; None while it is missing."""
+    try:
+        stats = [path.stat() for path in (folder, folder / MODEL_JSON, folder / ARRAYS)]
+    except OSError:
+        return None
+    return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
+
+
+class Service:
+    """What the endpoints share: the model in service, the bounded pool, and the swap."""
+
+    def __init__(self, model: Model, queue: int) -> None:
+        self.serving = Serving.of(model)
+        self.pool = InferencePool(queue)
+        self._signature = folder_signature(self.serving.folder)
+        self._swapping = asyncio.Lock()
+
+    def identify(self, text: str | None, image: bytes | None, filename: str) -> Answer:
+        """Runs in the pool; the model in service when it starts answers the whole request."""
+        return self.serving.answer(text, image, filename)
+
+    async def reload(self, reason: str) -> bool:
+        """Load the model now in the folder beside the one in service, then swap them; a folder
+        that does not load leaves the old model serving (one line in the log)."""
+        async with self._swapping:
+            old = self.serving
+            signature = folder_signature(old.folder)
+            try:
+                new = await asyncio.to_thread(_prepare, old.model)
+            except (PinidError, OSError) as exc:
+                self._signature = signature  # not tried again until the folder changes again
+                _log(f"{reason}: kept model {old.model_id} in service: {exc}")
+                return False
+            self.serving, self._signature = new, signature
+            _log(f"{reason}: now serving model {new.model_id} ({len(new.counts)} users)")
+            return True
+
+    async def watch(self, interval_s: float) -> None:
+        """Reload whenever the model folder changes (a missing folder is a swap in progress)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            signature = folder_signature(self.serving.folder)
+            if signature is not None and signature != self._signature:
+                await self.reload("model folder changed")
+
+
+def _prepare(old: Model) -> Serving:
+    """The folder's model, loaded with its CNN ready (runs in a thread, off the event loop)."""
+    new = old.reload()
+    new.extractor.load()
+    return Serving.of(new)
+
+
+def _log(message: str) -> None:
+    print(f"pinid: {message}", file=sys.stderr, flush=True)
 
 
 def create_app(
@@ -112,22 +192,33 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     queue: int = QUEUE,
     threads: int | None = None,
+    watch_s: float | None = None,
 ) -> FastAPI:
     """The ASGI application for one loaded model; ``threads`` caps the CNN's threads (for
-    several server processes sharing the cores)."""
+    several server processes sharing the cores); ``watch_s``: look for a new model in its
+    folder this often."""
+    model.extractor  # noqa: B018 -- checks the installed CNN is the model's, before serving
     service = Service(model, queue)
     static = files("pinid.service") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
 
     def load_cnn() -> None:
-        model.extractor.load()
+        service.serving.model.extractor.load()
         if threads:
             torch.set_num_threads(threads)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await service.pool.run(load_cnn)  # the CNN is ready for request one
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.create_task(service.reload("SIGHUP"))
+            )
+        watcher = loop.create_task(service.watch(watch_s)) if watch_s else None
         yield  # the pool's idle threads end with the interpreter; a running job is finished
+        if watcher is not None:
+            watcher.cancel()
 
     app = FastAPI(
         title="pinid",
@@ -167,19 +258,21 @@ def create_app(
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> dict:
+        serving = service.serving
         return {
             "status": "ok",
-            "model": service.model_name,
+            "model": serving.name,
+            "model_id": serving.model_id,
             "max_body_bytes": max_body_bytes,
-            "users": len(service.counts),
-            "training_pins": len(model.pins.pin_ids),
-            "extractor": model.extractor.extractor_id,
+            "users": len(serving.counts),
+            "training_pins": len(serving.model.pins.pin_ids),
+            "extractor": serving.model.extractor.extractor_id,
             "version": __version__,
         }
 
     @app.get("/api/users", response_model=Users)
     async def users() -> dict:
-        ranked = sorted(service.counts.items(), key=lambda item: (-item[1], item[0]))
+        ranked = sorted(service.serving.counts.items(), key=lambda item: (-item[1], item[0]))
         return {"users": [{"user": u, "pins": n} for u, n in ranked]}
 
     @app.get(
@@ -191,10 +284,15 @@ def create_app(
             422: {"model": Error, "description": "the row is not a non-negative integer"},
         },
     )
-    async def thumbnail(row: Annotated[int, PathParam(ge=0)]) -> Response:
-        data = read_thumbnail(service.model_dir, row) if row in service.thumbnails else None
+    async def thumbnail(
+        row: Annotated[int, PathParam(ge=0)],
+        model: Annotated[str | None, Query(max_length=64, description="the answer's model")] = None,
+    ) -> Response:
+        serving = service.serving
+        known = row in serving.thumbnails and model in (None, serving.model_id)
+        data = read_thumbnail(serving.folder, row) if known else None
         if data is None:
-            raise HTTPException(404, f"no thumbnail for training pin {row}")
+            raise HTTPException(404, f"no thumbnail for training pin {row} of the model in service")
         return Response(
             data, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"}
         )

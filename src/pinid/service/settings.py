@@ -9,6 +9,10 @@ from pathlib import Path
 MAX_BODY_BYTES = 10 * 1024 * 1024
 QUEUE = 32
 """Identification jobs admitted at once (running or waiting); one more gets 503."""
+WATCH_INTERVAL_S = 1.0
+"""How often ``--watch`` looks at the model folder."""
+GRACEFUL_STOP_S = 10
+"""On SIGTERM, how long requests in flight may take to finish."""
 
 _PREFIX = "PINID_SERVE_"
 
@@ -22,6 +26,8 @@ class Settings:
     """CNN threads per process; 0: every core."""
     reject_below: float | str | None = None
     """Answer "unknown" below this top probability ("auto": the model's chosen threshold)."""
+    watch: bool = False
+    """Take up a retrained model as soon as its folder changes."""
 
     def load_app(self):
         """Load the model (once) and build the ASGI application around it."""
@@ -33,6 +39,7 @@ class Settings:
             max_body_bytes=self.max_body_bytes,
             queue=self.queue,
             threads=self.threads or None,
+            watch_s=WATCH_INTERVAL_S if self.watch else None,
         )
 
     def to_environment(self) -> dict[str, str]:
@@ -42,6 +49,7 @@ class Settings:
             f"{_PREFIX}QUEUE": str(self.queue),
             f"{_PREFIX}THREADS": str(self.threads),
             f"{_PREFIX}REJECT_BELOW": "" if self.reject_below is None else str(self.reject_below),
+            f"{_PREFIX}WATCH": "1" if self.watch else "",
         }
 
     @classmethod
@@ -52,6 +60,7 @@ class Settings:
             int(os.environ[f"{_PREFIX}QUEUE"]),
             int(os.environ[f"{_PREFIX}THREADS"]),
             _threshold(os.environ[f"{_PREFIX}REJECT_BELOW"]),
+            bool(os.environ.get(f"{_PREFIX}WATCH")),
         )
 
 
