@@ -184,7 +184,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         # the character view first: its solver's peak then meets none of the base's vectors
         char = fit_model(make_char_model(self.C_char), list(X.texts), y)
         base = PaperModel(C_text=self.C_text, C_image=self.C_image,
-                             similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
+                          similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
         return Views(base, char, X.texts, self.top_k)
 
     def fit(self, X: PinFeatures, y: Sequence[str], calibrate: np.ndarray | None = None):

@@ -104,7 +104,9 @@ class Serving:
 
     @classmethod
     def of(cls, model: Model) -> Serving:
-        folder = Path(model.name)
+        if model.folder is None:
+            raise PinidError("the service serves a saved model: save it to a folder first")
+        folder = model.folder
         row_of = {pin_id: row for row, pin_id in enumerate(model.pins.pin_ids)}
         return cls(model, folder, row_of, Counter(model.pins.users),
                    available_thumbnails(folder, len(row_of)), folder.resolve().name,
