@@ -209,10 +209,13 @@ def main() -> None:
           f"{r['rss_mb_1min']} MB at one minute, {r['rss_mb_end']} MB at the end")  # fmt: skip
     if result["unexpected"]:
         print(f"unexpected answers: {result['unexpected']}")
-    for goal, met in goals(result).items():
-        print(f"  {'met    ' if met else 'NOT MET'}  {goal}")
+    met = goals(result)
+    for goal, ok in met.items():
+        print(f"  {'met    ' if ok else 'NOT MET'}  {goal}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if not all(met.values()):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

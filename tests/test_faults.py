@@ -9,11 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pinid._atomic import lock_file
 from pinid.api import Model
 from pinid.data import load_dataset
 from pinid.features.extract import ImageFeatureExtractor
@@ -95,13 +97,26 @@ def _pinid(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 def test_two_trains_into_one_folder_one_wins_and_the_other_refuses(sample_corpus, tmp_path):
     out = tmp_path / "model"
-    runs = [_pinid("train", "--data", str(sample_corpus), "--out", str(out)) for _ in range(2)]
-    results = [(run.wait(timeout=600), run.stderr.read()) for run in runs]
-    assert sorted(rc for rc, _ in results) == [0, 2], results
-    refusal = next(err for rc, err in results if rc == 2)
-    assert "another pinid (pid" in refusal and str(out) in refusal and refusal.count("\n") == 1
+    first = _pinid("train", "--data", str(sample_corpus), "--out", str(out))
+    lock = lock_file(out)
+
+    def holds() -> bool:
+        return lock.is_file() and lock.read_text().strip() == str(first.pid)
+
+    deadline = time.monotonic() + 120
+    while not holds() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holds(), "the first train never took the lock"
+    second = _pinid("train", "--data", str(sample_corpus), "--out", str(out))
+    assert second.wait(timeout=300) == 2
+    refusal = second.stderr.read()
+    assert f"another pinid (pid {first.pid}) is writing it" in refusal and str(out) in refusal
+    assert refusal.count("\n") == 1
+    assert first.wait(timeout=600) == 0, first.stderr.read()
     assert Model.load(out).identify(text="bird").candidates
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing beside it
+    again = _pinid("train", "--data", str(sample_corpus), "--out", str(out))
+    assert again.wait(timeout=600) == 0  # the lock went with the first
 
 
 def test_two_feature_runs_on_one_cache_agree_and_damage_no_entry(sample_corpus, tmp_path):

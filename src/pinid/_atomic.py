@@ -11,12 +11,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from pinid.errors import PinidError
-from pinid.paths import cache_dir
 
 
 def _read_umask() -> int:
@@ -92,6 +92,12 @@ def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
         raise
 
 
+WRITE_ERRORS = frozenset(
+    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
+)
+"""What a full disk, a quota, a read-only or forbidden place or a failing device raise."""
+
+
 @contextlib.contextmanager
 def naming_write_errors(path: Path) -> Iterator[None]:
     """A failed write (a full disk, a read-only folder) as one line naming what was being
@@ -99,26 +105,25 @@ def naming_write_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise PinidError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        raise PinidError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold a lock on ``path`` (a file in the cache folder, named by the path) while this
-    process writes it: a second pinid writing the same output on this machine refuses at once
-    instead of racing the first. Re-entrant."""
+    """Hold a lock on ``path`` while this thread writes it: a second pinid of this user writing
+    the same output on this machine refuses at once instead of racing the first. Re-entrant
+    within a thread. The lock is a file in the temporary folder, named by the path: not beside
+    the output, so that a refused run writes nothing there."""
     path = Path(path).resolve()
-    if path in _HELD:
-        _HELD[path] += 1
-        try:
-            yield
-        finally:
-            _HELD[path] -= 1
+    held = _HELD.__dict__.setdefault("paths", set())
+    if path in held:
+        yield
         return
-    locks = cache_dir() / "locks"  # not beside the output: a refused run writes nothing there
-    lock = locks / f"{hashlib.sha256(os.fsencode(path)).hexdigest()[:32]}.lock"
+    lock = lock_file(path)
     with naming_write_errors(lock):
-        locks.mkdir(parents=True, exist_ok=True)
+        lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
     try:
         try:
@@ -130,17 +135,23 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        _HELD[path] = 1
+        held.add(path)
         try:
             yield
         finally:
-            del _HELD[path]
+            held.discard(path)
     finally:
         os.close(fd)  # releases the lock; the file stays (unlinking it would race a newcomer)
 
 
-_HELD: dict[Path, int] = {}
-"""Outputs this process holds the lock of, with how many nested holders."""
+def lock_file(path: str | os.PathLike) -> Path:
+    """Where :func:`output_lock` keeps the lock of ``path`` (it holds the holder's pid)."""
+    digest = hashlib.sha256(os.fsencode(Path(path).resolve())).hexdigest()[:32]
+    return Path(tempfile.gettempdir()) / f"pinid-locks-{os.getuid()}" / f"{digest}.lock"
+
+
+_HELD = threading.local()
+"""``paths``: the outputs this thread holds the lock of."""
 
 
 def _remove_orphans(path: Path) -> None:

@@ -107,7 +107,7 @@ class Model:
         """Write the model folder (atomically: a reader sees the old folder or the new one)."""
         with output_lock(folder):
             path = save_model(folder, self.final, self.pins, self.extractor_record, **self.meta)
-        self.folder, self.identity = Path(folder), read_document(path)[0]["arrays"]["sha256"]
+            self.folder, self.identity = Path(folder), read_document(path)[0]["arrays"]["sha256"]
         return path
 
     # --- what it knows --------------------------------------------------------------------
@@ -145,6 +145,9 @@ class Model:
         """Who posted this pin? Either modality may be left out (None)."""
         if text is None and image is None:
             raise DataError("give a text, an image or both")
+        if image is not None and not Path(image).is_file():
+            where = "is a folder, not an image" if Path(image).is_dir() else "image file not found"
+            raise DataError(f"{image}: {where}")
         answer = self.identify_many([text], [image], top=top)[0]
         if answer.image_error is not None:
             raise DataError(f"{image}: {answer.image_error}")
@@ -224,7 +227,7 @@ class Model:
                 text=self.pins.texts[pin],
                 image=self.pins.images[pin],
                 image_url=None,
-                similarity=float(ranking.similarity[j, k]),
+                similarity=min(float(ranking.similarity[j, k]), 1.0),  # float32 rounding
             )
             views = ranking.view_probability
             out.append(

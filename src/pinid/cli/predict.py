@@ -14,7 +14,7 @@ from pinid.cli._options import (
     extract_on_cluster,
     on_cluster,
 )
-from pinid.errors import DataError, PinidError
+from pinid.errors import PinidError
 
 if TYPE_CHECKING:
     from pinid.models.answer import Answer
@@ -52,14 +52,8 @@ def main(args: argparse.Namespace) -> int:
         raise PinidError("--scheduler and --local-workers serve batches (--data and --out)")
     if args.image is None and args.text is None:
         raise PinidError("give --image, --text or both (or --data and --out for a batch)")
-    image = Path(args.image) if args.image else None
-    if image is not None and not image.is_file():
-        raise DataError(
-            f"{image}: "
-            + ("is a folder, not an image" if image.is_dir() else "image file not found")
-        )
     model = Model.load(args.model, reject_below=args.reject_below)
-    answer = model.identify(args.text, image, top=args.top)
+    answer = model.identify(args.text, args.image, top=args.top)
     if args.json:
         print(answer.model_dump_json(indent=2))
         return 0

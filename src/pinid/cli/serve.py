@@ -65,6 +65,10 @@ def _check_model(settings) -> None:
     rejection_threshold(load_model(settings.model).meta, str(settings.model), settings.reject_below)
 
 
+def _exit_0(*_) -> None:
+    raise SystemExit(0)
+
+
 def main(args: argparse.Namespace) -> int:
     # Idle OpenMP threads must sleep, not spin: between two requests' CNN calls the event loop
     # and image decoding need the cores. Read once when torch loads, so it is set before any
@@ -72,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
-    from pinid.service.settings import GRACEFUL_STOP_S, Settings
+    from pinid.service.settings import GRACEFUL_STOP_S, WORKER_START_S, Settings
 
     if args.workers < 1 or args.queue < 1:
         raise PinidError("--workers and --queue must be at least 1")
@@ -107,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
     }
     # uvicorn stops gracefully on SIGTERM (no new connections; requests in flight finish), then
     # raises the signal again for the handler it found: this one, so that the stop is exit 0.
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    previous = signal.signal(signal.SIGTERM, _exit_0)
     try:
         if args.workers == 1:
             uvicorn.run(app, **common)
@@ -117,6 +121,7 @@ def main(args: argparse.Namespace) -> int:
                 "pinid.service.settings:app_from_environment",
                 factory=True,
                 workers=args.workers,
+                timeout_worker_healthcheck=WORKER_START_S,  # on SIGHUP, a new worker loads
                 **common,
             )
     finally:

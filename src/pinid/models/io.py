@@ -149,7 +149,7 @@ def rejection_threshold(meta: dict, where: str, value: float | str | None) -> fl
         if not isinstance(value, float):
             raise ModelFileError(
                 f"{where}: no rejection threshold was chosen for this model (pinid experiment "
-                f"chooses one); give --reject-below a number"
+                f"chooses one); give the threshold as a number (--reject-below in the CLI)"
             )
     if value is not None and not 0.0 <= float(value) <= 1.0:
         raise ModelFileError(f"the rejection threshold must be between 0 and 1, not {value}")

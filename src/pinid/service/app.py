@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from contextlib import asynccontextmanager
@@ -101,16 +102,24 @@ class Serving:
     thumbnails: frozenset[int]
     name: str  # the folder's name: answers never show the server's paths
     model_id: str  # the first hex digits of its arrays' sha256
+    signature: tuple | None  # the folder's, taken before the model was read from it
 
     @classmethod
-    def of(cls, model: Model) -> Serving:
+    def of(cls, model: Model, signature: tuple | None) -> Serving:
         if model.folder is None:
             raise PinidError("the service serves a saved model: save it to a folder first")
         folder = model.folder
         row_of = {pin_id: row for row, pin_id in enumerate(model.pins.pin_ids)}
         return cls(model, folder, row_of, Counter(model.pins.users),
                    available_thumbnails(folder, len(row_of)), folder.resolve().name,
-                   (model.identity or "")[:12])  # fmt: skip
+                   (model.identity or "")[:12], signature)  # fmt: skip
+
+    def thumbnail(self, row: int) -> bytes | None:
+        """A training pin's thumbnail, only while the folder still holds this model: once it is
+        replaced, its thumbnails are another model's."""
+        if row not in self.thumbnails or folder_signature(self.folder) != self.signature:
+            return None
+        return read_thumbnail(self.folder, row)
 
     def image_url(self, pin_id: str) -> str | None:
         row = self.row_of[pin_id]
@@ -131,21 +140,27 @@ class Serving:
 
 
 def folder_signature(folder: Path) -> tuple | None:
-    """What changes when a model folder is replaced or rewritten; None while it is missing."""
-    try:
-        stats = [path.stat() for path in (folder, folder / MODEL_JSON, folder / ARRAYS)]
-    except OSError:
-        return None
-    return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
+    """What changes when a model folder is replaced or rewritten (a file of it missing is a
+    change too); None while the folder itself is missing."""
+
+    def stat(path: Path) -> tuple | None:
+        try:
+            found = path.stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_size
+
+    signature = tuple(stat(path) for path in (folder, folder / MODEL_JSON, folder / ARRAYS))
+    return None if signature[0] is None else signature
 
 
 class Service:
     """What the endpoints share: the model in service, the bounded pool, and the swap."""
 
-    def __init__(self, model: Model, queue: int) -> None:
-        self.serving = Serving.of(model)
+    def __init__(self, model: Model, queue: int, signature: tuple | None) -> None:
+        self.serving = Serving.of(model, signature)
         self.pool = InferencePool(queue)
-        self._signature = folder_signature(self.serving.folder)
+        self._tried = signature  # the folder as last read, whether it loaded or not
         self._swapping = asyncio.Lock()
 
     def identify(self, text: str | None, image: bytes | None, filename: str) -> Answer:
@@ -157,14 +172,15 @@ class Service:
         that does not load leaves the old model serving (one line in the log)."""
         async with self._swapping:
             old = self.serving
-            signature = folder_signature(old.folder)
+            signature = folder_signature(old.folder)  # before reading: a later change reloads
+            self._tried = signature
             try:
-                new = await asyncio.to_thread(_prepare, old.model)
-            except (PinidError, OSError) as exc:
-                self._signature = signature  # not tried again until the folder changes again
-                _log(f"{reason}: kept model {old.model_id} in service: {exc}")
+                new = await _in_daemon_thread(_prepare, old.model, signature)
+            except Exception as exc:  # whatever the folder holds, the old model keeps serving
+                why = str(exc) if isinstance(exc, PinidError) else f"{type(exc).__name__}: {exc}"
+                _log(f"{reason}: kept model {old.model_id} in service: {why}")
                 return False
-            self.serving, self._signature = new, signature
+            self.serving = new
             _log(f"{reason}: now serving model {new.model_id} ({len(new.counts)} users)")
             return True
 
@@ -173,15 +189,42 @@ class Service:
         while True:
             await asyncio.sleep(interval_s)
             signature = folder_signature(self.serving.folder)
-            if signature is not None and signature != self._signature:
+            if signature is not None and signature != self._tried:
                 await self.reload("model folder changed")
 
 
-def _prepare(old: Model) -> Serving:
-    """The folder's model, loaded with its CNN ready (runs in a thread, off the event loop)."""
+def _prepare(old: Model, signature: tuple | None) -> Serving:
+    """The folder's model, loaded with its CNN ready."""
     new = old.reload()
     new.extractor.load()
-    return Serving.of(new)
+    return Serving.of(new, signature)
+
+
+async def _in_daemon_thread(fn, *args):
+    """``fn(*args)`` in a daemon thread: a load still running at shutdown does not hold up the
+    process's exit (the default executor's threads are waited for)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="pinid-reload", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future, result, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 def _log(message: str) -> None:
@@ -195,12 +238,16 @@ def create_app(
     queue: int = QUEUE,
     threads: int | None = None,
     watch_s: float | None = None,
+    signature: tuple | None = None,
 ) -> FastAPI:
     """The ASGI application for one loaded model; ``threads`` caps the CNN's threads (for
     several server processes sharing the cores); ``watch_s``: look for a new model in its
-    folder this often."""
+    folder this often; ``signature``: its folder's (:func:`folder_signature`) as it was before
+    the model was read, if known."""
+    if signature is None and model.folder is not None:
+        signature = folder_signature(model.folder)
     model.extractor  # noqa: B018 -- checks the installed CNN is the model's, before serving
-    service = Service(model, queue)
+    service = Service(model, queue, signature)
     static = files("pinid.service") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
 
@@ -213,14 +260,25 @@ def create_app(
     async def lifespan(_app: FastAPI):
         await service.pool.run(load_cnn)  # the CNN is ready for request one
         loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task] = set()
+
+        def start(job) -> None:
+            task = loop.create_task(job)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        hup = False
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(
-                signal.SIGHUP, lambda: loop.create_task(service.reload("SIGHUP"))
-            )
-        watcher = loop.create_task(service.watch(watch_s)) if watch_s else None
+            loop.add_signal_handler(signal.SIGHUP, lambda: start(service.reload("SIGHUP")))
+            hup = True
+        if watch_s:
+            start(service.watch(watch_s))
         yield  # the pool's idle threads end with the interpreter; a running job is finished
-        if watcher is not None:
-            watcher.cancel()
+        if hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(
         title="pinid",
@@ -291,13 +349,12 @@ def create_app(
         model: Annotated[str | None, Query(max_length=64, description="the answer's model")] = None,
     ) -> Response:
         serving = service.serving
-        known = row in serving.thumbnails and model in (None, serving.model_id)
-        data = read_thumbnail(serving.folder, row) if known else None
+        data = serving.thumbnail(row) if model in (None, serving.model_id) else None
         if data is None:
             raise HTTPException(404, f"no thumbnail for training pin {row} of the model in service")
-        return Response(
-            data, media_type="image/jpeg", headers={"cache-control": "public, max-age=3600"}
-        )
+        # cached only when the URL names its model: a row's thumbnail changes with the model
+        cache = "public, max-age=3600" if model else "no-cache"
+        return Response(data, media_type="image/jpeg", headers={"cache-control": cache})
 
     @app.post("/api/identify", response_model=Identification, responses=ERRORS)
     async def identify(

@@ -64,6 +64,11 @@ class _OverBudget(Exception):
     pass
 
 
+class _OverCap(Exception):
+    def __init__(self, total: int, more: bool) -> None:
+        self.total, self.more = total, more
+
+
 class RequestLimits:
     """Body size cap (413), shared memory budget (503), idle and overall body time (408)."""
 
@@ -89,9 +94,13 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         cap = f"request body over the {self.max_body_bytes:,}-byte limit"
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._discard(receive)
+            # A client that waits for "100 Continue" reads the refusal before sending anything;
+            # reading the body (which makes the server send 100 Continue) would invite it in.
+            if headers.get(b"expect", b"").lower() != b"100-continue":
+                await self._discard(receive)
             await send_json_error(send, 413, cap)
             return
         held = [0]  # this request's share of the budget, returned when it ends
@@ -99,6 +108,13 @@ class RequestLimits:
             try:
                 async with asyncio.timeout(self.body_timeout_s):
                     body = await self._read_body(receive, held)
+            except _OverCap as over:  # its chunks are let go before the rest is drained
+                self.buffered -= held[0]
+                held[0] = 0
+                if over.more:
+                    await self._discard(receive, over.total)
+                await send_json_error(send, 413, cap)
+                return
             except TimeoutError:
                 late = (
                     f"request body not received within {self.body_timeout_s:g} s "
@@ -112,15 +128,12 @@ class RequestLimits:
                 return
             except _Disconnected:
                 return
-            if body is None:
-                await send_json_error(send, 413, cap)
-                return
             await self.app(scope, _replay(body, receive), send)
         finally:
             self.buffered -= held[0]
 
-    async def _read_body(self, receive: Receive, held: list[int]) -> bytes | None:
-        """The whole body, or None when it exceeds the cap (the rest then discarded)."""
+    async def _read_body(self, receive: Receive, held: list[int]) -> bytes:
+        """The whole body, or :class:`_OverCap` once it exceeds the cap."""
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -131,9 +144,7 @@ class RequestLimits:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_body_bytes:
-                if message.get("more_body", False):
-                    await self._discard(receive, total)
-                return None
+                raise _OverCap(total, bool(message.get("more_body", False)))
             if self.buffered + len(chunk) > self.buffer_budget:
                 raise _OverBudget
             self.buffered += len(chunk)

@@ -13,6 +13,9 @@ WATCH_INTERVAL_S = 1.0
 """How often ``--watch`` looks at the model folder."""
 GRACEFUL_STOP_S = 10
 """On SIGTERM, how long requests in flight may take to finish."""
+WORKER_START_S = 300
+"""With ``--workers N``, how long a worker restarted by SIGHUP may take to load its model before
+the old one is kept (uvicorn's default of 5 s is shorter than loading torch and a model)."""
 
 _PREFIX = "PINID_SERVE_"
 
@@ -32,10 +35,12 @@ class Settings:
     def load_app(self):
         """Load the model (once) and build the ASGI application around it."""
         from pinid.api import Model
-        from pinid.service.app import create_app
+        from pinid.service.app import create_app, folder_signature
 
+        signature = folder_signature(Path(self.model))  # before reading: a later change reloads
         return create_app(
             Model.load(self.model, reject_below=self.reject_below),
+            signature=signature,
             max_body_bytes=self.max_body_bytes,
             queue=self.queue,
             threads=self.threads or None,
