@@ -326,15 +326,9 @@ def _fitted(lr, classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray):
 
 def _words_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     """The word view: tf-idf dictionary and idf, and its logistic regression."""
-    text = make_text_model(doc["params"]["C_text"])
-    tfidf = text.named_steps["tfidf"]
-    tfidf.vocabulary_ = _vocabulary(doc["vocabulary"], "word")
-    if a["text_idf"].shape != (len(tfidf.vocabulary_),):
-        raise ValueError("idf has the wrong length")
-    tfidf.idf_ = a["text_idf"]
-    lr = _fitted(text.named_steps["logistic"], classes, a["text_coef"], a["text_intercept"])
-    _check_weights(lr, classes, len(tfidf.vocabulary_), "word")
-    return text
+    arrays = a["text_idf"], a["text_coef"], a["text_intercept"]
+    model = make_text_model(doc["params"]["C_text"])
+    return _tfidf_view(model, doc["vocabulary"], *arrays, classes, "word")
 
 
 def _image_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
@@ -368,15 +362,21 @@ def _training_pins_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray, 
 
 def _chars_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     """The character n-gram view: tf-idf and its logistic regression."""
-    char = make_char_model(doc["params"]["C_char"])
-    tfidf = char.named_steps["tfidf"]
-    tfidf.vocabulary_ = _vocabulary(doc["char_vocabulary"], "character")
-    if a["char_idf"].shape != (len(tfidf.vocabulary_),):
-        raise ValueError("character idf has the wrong length")
-    tfidf.idf_ = a["char_idf"]
-    lr = _fitted(char.named_steps["logistic"], classes, a["char_coef"], a["char_intercept"])
-    _check_weights(lr, classes, len(tfidf.vocabulary_), "character")
-    return char
+    arrays = a["char_idf"], a["char_coef"], a["char_intercept"]
+    model = make_char_model(doc["params"]["C_char"])
+    return _tfidf_view(model, doc["char_vocabulary"], *arrays, classes, "character")
+
+
+def _tfidf_view(model, entries: dict, idf, coef, intercept, classes: np.ndarray, what: str):
+    """A text view (tf-idf, then logistic regression) from its stored dictionary and arrays."""
+    tfidf = model.named_steps["tfidf"]
+    tfidf.vocabulary_ = _vocabulary(entries, what)
+    if idf.shape != (len(tfidf.vocabulary_),):
+        raise ValueError(f"{what} idf has the wrong length")
+    tfidf.idf_ = idf
+    lr = _fitted(model.named_steps["logistic"], classes, coef, intercept)
+    _check_weights(lr, classes, len(tfidf.vocabulary_), what)
+    return model
 
 
 def _reranker_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
