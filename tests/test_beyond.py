@@ -9,7 +9,6 @@ import pytest
 from scipy.special import softmax
 
 from pinid.data import Dataset, Pin, make_split
-from pinid.errors import DataError
 from pinid.evaluation.calibration import reliability
 from pinid.evaluation.unknown import THRESHOLDS, unknown_users
 from pinid.features.dataset import PreparedData
@@ -134,15 +133,3 @@ def test_unknown_users_are_skipped_in_one_line_when_too_few_pins_remain():
     result = unknown_users(data, make_split(data.dataset, seed=0),
                            {"text": 10.0, "char": 10.0, "image": 1.0}, "joint", 0)  # fmt: skip
     assert "two or more training pins" in result["skipped"]
-
-
-def test_a_cross_fitting_fold_whose_pins_share_no_word_is_left_out():
-    # only "apple" occurs twice: a fold that holds out either apple pin cannot fit its word view
-    texts = ["apple pear", "moon tree", "apple", "star star star", "leaf", "sky"]
-    y = ["user0"] * 3 + ["user1"] * 3
-    images = np.random.default_rng(0).normal(size=(6, FEATURE_DIM)).astype(np.float32)
-    model = FinalModel(n_folds=3).fit(PinFeatures(texts, images), y)
-    assert set(model.predict(PinFeatures(texts, images))) <= {"user0", "user1"}
-    alone = ["apple", "pear", "plum", "star", "leaf", "sky"]  # no word in two pins: no fold fits
-    with pytest.raises(DataError, match="in no fold do the training pins share a word"):
-        FinalModel(n_folds=3).fit(PinFeatures(alone, images), y)
