@@ -150,8 +150,7 @@ def pinid_cf_rerank(corpus) -> dict:
     data, split = corpus.as_pinid()
     started = time.perf_counter()
     chosen, _ = _tune_C(data, split)
-    final, pins = fit_identifier(data, split.ids("train") | split.ids("val"), chosen,
-                                 calibrate_ids=split.ids("val"))  # fmt: skip
+    final, pins = fit_identifier(data, split.ids("train") | split.ids("val"), chosen)
     final.views_.base.refiner()  # for evidence, grouped as in pinid_cf_ref
     model = Model(final, pins, extractor={})  # image features are given: no CNN
     train_s = time.perf_counter() - started

@@ -9,8 +9,9 @@ import pytest
 from scipy.special import softmax
 
 from pinid.data import Dataset, Pin, make_split
+from pinid.errors import DataError
 from pinid.evaluation.calibration import reliability
-from pinid.evaluation.unknown import THRESHOLDS, unknown_users
+from pinid.evaluation.unknown import REJECTION_TARGET, ROTATIONS, THRESHOLDS, unknown_users
 from pinid.features.dataset import PreparedData
 from pinid.features.pin_features import PinFeatures
 from pinid.features.specs import FEATURE_DIM
@@ -106,14 +107,19 @@ def test_reranked_identifier_ranks_candidates_with_probabilities_summing_to_one(
     np.testing.assert_array_equal(model.predict(with_text), model.predict(image_only))
 
 
-def test_unknown_users_curve_and_threshold_chosen_on_validation():
+def _fitted(data: PreparedData, split) -> FinalModel:
+    X, y = data.part(split.ids("train") | split.ids("val"))
+    return FinalModel(C_text=10.0, C_char=10.0, C_image=1.0).fit(X, y)
+
+
+def test_unknown_users_hold_every_user_out_once_and_reach_the_rejection_target():
     data = _generated(n_users=15)
     split = make_split(data.dataset, seed=0)
-    result = unknown_users(data, split, {"text": 10.0, "char": 10.0, "image": 1.0}, "joint", 0)
+    result = unknown_users(data, split, _fitted(data, split), 0)
     held = result["held_out_users"]
-    assert len(held["validation"]) + len(held["test"]) == 3 and not set(held["validation"]) & set(
-        held["test"]
-    )
+    assert result["rotations"] == ROTATIONS
+    assert sorted(held["validation"] + held["test"]) == sorted(data.dataset.users)
+    assert not set(held["validation"]) & set(held["test"])
     assert result["threshold"] in THRESHOLDS
     curve = result["curve"]
     assert len(curve) == len(THRESHOLDS)
@@ -121,15 +127,30 @@ def test_unknown_users_curve_and_threshold_chosen_on_validation():
     accepted = [p["known_accepted"] for p in curve]
     assert rejected == sorted(rejected) and accepted == sorted(accepted, reverse=True)
     assert curve[0]["unknown_rejected"] == 0.0 and curve[0]["known_accepted"] == 1.0
-    balanced = [
-        (p["known_accuracy"] + p["unknown_rejected"]) / 2 for p in result["validation_curve"]
-    ]
-    assert result["threshold"] == THRESHOLDS[int(np.argmax(balanced))]  # chosen on validation
-    assert result["validation_balanced_accuracy"] == max(balanced)
+    # chosen on validation: the lowest threshold below 1 that rejects the target share of
+    # strangers, else the best balance (here, separable users make strangers' answers confident)
+    validation = result["validation_curve"][:-1]
+    reached = [p["unknown_rejected"] >= REJECTION_TARGET for p in validation]
+    balanced = [(p["known_accuracy"] + p["unknown_rejected"]) / 2 for p in validation]
+    assert result["target_reached"] == any(reached)
+    best = reached.index(True) if any(reached) else int(np.argmax(balanced))
+    assert result["threshold"] == THRESHOLDS[best] < 1.0
+    assert result["validation_at_threshold"] == {
+        k: v for k, v in validation[best].items() if k != "threshold"
+    }
 
 
-def test_unknown_users_are_skipped_in_one_line_when_too_few_pins_remain():
-    data = _generated(n_users=12, per_user=3)  # one training pin per user: no cross-fitting
-    result = unknown_users(data, make_split(data.dataset, seed=0),
-                           {"text": 10.0, "char": 10.0, "image": 1.0}, "joint", 0)  # fmt: skip
-    assert "two or more training pins" in result["skipped"]
+def test_users_with_one_or_two_training_pins_are_fitted_and_held_out():
+    data = _generated(n_users=12, per_user=3)  # one training and one validation pin a user
+    split = make_split(data.dataset, seed=0)
+    model = _fitted(data, split)  # cross-fitting: a user's only pin in a fold teaches nothing
+    assert 0.2 < model.temperature_ < 20 and len(model.classes_) == 12
+    result = unknown_users(data, split, model, 0)
+    assert "skipped" not in result and result["test_without_rejection"]["known_accuracy"] > 0.5
+
+
+def test_cross_fitting_needs_a_user_with_two_pins():
+    data = _generated(n_users=12, per_user=1)
+    X, y = data.features, [p.user for p in data.dataset.pins]
+    with pytest.raises(DataError, match="needs a user with two or more pins"):
+        FinalModel().fit(X, y)

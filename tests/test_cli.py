@@ -268,15 +268,21 @@ def test_predict_answers_unknown_below_the_rejection_threshold(run_dir, sample_c
 def test_predict_refuses_a_threshold_out_of_range(run_dir, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--model", str(run_dir / "model"), "--text", "a", "--reject-below", "2"])
-    assert "expected a number from 0 to 1 or auto" in capsys.readouterr().err
+    assert "expected a number from 0 to 1, auto or none" in capsys.readouterr().err
 
 
-def test_predict_auto_threshold_needs_one_chosen_by_the_experiment(run_dir, capsys):
-    # four users: the unknown-user analysis had none to spare, so no threshold was chosen
-    args = ["predict", "--model", str(run_dir / "model"), "--text", "a", "--reject-below", "auto"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "no rejection threshold was chosen" in err and err.count("\n") == 1
+def test_predict_applies_the_models_own_threshold_unless_told_none(run_dir, capsys):
+    model = run_dir / "model"
+    threshold = json.loads((model / "model.json").read_text())["meta"]["reject_below"]
+    assert 0.0 < threshold <= 1.0  # chosen on held-out users, even among four
+    args = ["--model", str(model), "--text", "a"]
+    by_default = _predict_json(capsys, *args)
+    assert by_default["reject_below"] == threshold
+    assert by_default["user"] == (
+        "unknown" if by_default["probability"] < threshold else by_default["candidates"][0]["user"]
+    )
+    never = _predict_json(capsys, *args, "--reject-below", "none")
+    assert never["reject_below"] is None and never["user"] == never["candidates"][0]["user"]
 
 
 def test_batch_predict_never_overwrites_a_file_it_did_not_write(run_dir, sample_corpus, tmp_path):

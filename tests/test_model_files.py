@@ -225,15 +225,17 @@ def test_a_malformed_model_json_is_one_line_error(fitted, tmp_path, key, value, 
         load_model(folder)
 
 
-def test_auto_threshold_is_the_one_stored_by_the_experiment(fitted, tmp_path):
+def test_auto_threshold_is_the_one_stored_in_training(fitted, tmp_path):
     from pinid.models.io import rejection_threshold
 
-    meta = {"suggested_reject_below": 0.73}
-    assert rejection_threshold(meta, str(fitted[2]), "auto") == 0.73
-    assert rejection_threshold(meta, str(fitted[2]), 0.2) == 0.2
-    assert rejection_threshold(meta, str(fitted[2]), None) is None
-    with pytest.raises(ModelFileError, match="no rejection threshold was chosen"):
-        rejection_threshold({}, str(fitted[2]), "auto")
+    where = str(fitted[2])
+    assert rejection_threshold({"reject_below": 0.73}, where, "auto") == 0.73
+    assert rejection_threshold({"suggested_reject_below": 0.6}, where, "auto") == 0.6  # 0.2's
+    assert rejection_threshold({"reject_below": 0.73}, where, 0.2) == 0.2
+    assert rejection_threshold({"reject_below": 0.73}, where, None) is None
+    assert rejection_threshold({}, where, "auto") is None  # a model from before 0.3: none
+    with pytest.raises(ModelFileError, match="rejection threshold is not a number"):
+        rejection_threshold({"reject_below": "high"}, where, "auto")
 
 
 SCHEMA2 = Path(__file__).parent / "fixtures" / "model-schema2"

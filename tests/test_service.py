@@ -49,7 +49,7 @@ def pins(sample_corpus) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def predictor(model_dir) -> Model:
-    return Model.load(model_dir)
+    return Model.load(model_dir, reject_below=None)  # every answer names a user
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,10 @@ def test_predict_the_service_and_the_python_api_give_the_same_answer(
 ):
     pin = pins[7]
     assert main(["predict", "--model", str(model_dir), "--image", str(pin["path"]),
-                 "--text", pin["text"], "--json"]) == 0  # fmt: skip
+                 "--text", pin["text"], "--json", "--reject-below", "none"]) == 0  # fmt: skip
     from_cli = json.loads(capsys.readouterr().out)
-    from_python = Model.load(model_dir).identify(pin["text"], pin["path"]).model_dump()
+    from_python = Model.load(model_dir, reject_below=None).identify(pin["text"], pin["path"])
+    from_python = from_python.model_dump()
     from_service = _identify(client, pin["text"], pin["path"].read_bytes()).json()
     assert from_python == from_cli
     # the service's own fields: its time, the model by name, thumbnails instead of paths
@@ -120,6 +121,8 @@ def test_the_answer_is_unknown_below_the_servers_threshold(model_dir, client, pi
         rejected = _identify(strict, text).json()
     assert rejected["user"] == "unknown" and rejected["reject_below"] == above
     assert [e["user"] for e in rejected["candidates"]] == [e["user"] for e in answer["candidates"]]
+    chosen = json.loads((model_dir / "model.json").read_text())["meta"]["reject_below"]
+    assert Model.load(model_dir).reject_below == chosen  # the default: the model's own
 
 
 def test_either_modality_alone_is_enough(client, pins):
@@ -336,11 +339,15 @@ def test_serve_refuses_a_bad_model_folder_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_refuses_an_auto_threshold_the_model_lacks_in_one_line(model_dir, workers, capsys):
-    args = ["serve", "--model", str(model_dir), "--workers", workers, "--reject-below", "auto"]
-    assert main(args) == 2
+def test_serve_refuses_a_broken_stored_threshold_in_one_line(model_dir, workers, tmp_path, capsys):
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    document = json.loads((broken / "model.json").read_text())
+    document["meta"]["reject_below"] = "high"
+    (broken / "model.json").write_text(json.dumps(document))
+    assert main(["serve", "--model", str(broken), "--workers", workers]) == 2
     err = capsys.readouterr().err
-    assert "no rejection threshold was chosen" in err and err.count("\n") == 1
+    assert "rejection threshold is not a number" in err and err.count("\n") == 1
 
 
 @pytest.mark.slow

@@ -51,10 +51,10 @@ class Model:
     extractor : dict
         The image extractor's record (name, fit, id).
     meta : dict, optional
-        What the model folder records beside (seed, the experiment's suggested threshold).
+        What the model folder records beside (seed, the threshold chosen in training).
     reject_below : float, "auto" or None
-        Answer "unknown" when the top probability is below it; "auto" takes the threshold
-        stored with the model.
+        Answer "unknown" when the top probability is below it; "auto" (the default) takes the
+        threshold chosen on held-out users in training; None never answers "unknown".
     folder : Path or None
         The model folder it was loaded from or saved to; answers name the model by it.
     identity : str or None
@@ -68,7 +68,7 @@ class Model:
         extractor: dict,
         *,
         meta: dict | None = None,
-        reject_below: float | str | None = None,
+        reject_below: float | str | None = "auto",
         folder: str | Path | None = None,
         identity: str | None = None,
         progress: bool = False,
@@ -85,7 +85,11 @@ class Model:
     # --- files ----------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, folder: str | Path, *, reject_below: float | str | None = None, progress: bool = False
+        cls,
+        folder: str | Path,
+        *,
+        reject_below: float | str | None = "auto",
+        progress: bool = False,
     ) -> Model:
         """A model folder written by ``pinid train``, ``pinid experiment`` or :meth:`save`."""
         saved = load_model(folder)
@@ -264,7 +268,7 @@ def _check_top(top: int) -> None:
 
 
 def load(
-    folder: str | Path, *, reject_below: float | str | None = None, progress: bool = False
+    folder: str | Path, *, reject_below: float | str | None = "auto", progress: bool = False
 ) -> Model:
     """Load a model folder (see :meth:`Model.load`)."""
     return Model.load(folder, reject_below=reject_below, progress=progress)
@@ -284,11 +288,13 @@ def train(
 ) -> Model:
     """Train the final model as ``pinid train`` does: each view's C chosen on the validation
     part of a seeded 4:1:1 split (or ``split``, a file from ``pinid data split``), then every
-    view fitted on all pins, the probabilities' temperature on the validation pins.
+    view fitted on all pins, and the rejection threshold chosen on held-out users of that split
+    (:mod:`pinid.evaluation.unknown`).
 
     ``data`` is a manifest or folder tree, a :class:`~pinid.data.Dataset`, or records with the
     manifest's columns (a pandas DataFrame; image paths relative to ``root``).
     """
+    from pinid.evaluation.unknown import unknown_users
     from pinid.features.dataset import prepare
     from pinid.features.extract import ImageFeatureExtractor
     from pinid.models.selection import tune_C
@@ -301,9 +307,12 @@ def train(
     train_part = prepared.part(chosen_split.ids("train"))
     chosen, _ = tune_C(train_part, prepared.part(chosen_split.ids("val")))
     every_pin = {p.pin_id for p in prepared.dataset.pins}
-    final, pins = fit_identifier(prepared, every_pin, chosen, similarity,
-                                 calibrate_ids=chosen_split.ids("val"))  # fmt: skip
-    model = Model(final, pins, extractor_record(cnn), meta={"seed": seed})
+    final, pins = fit_identifier(prepared, every_pin, chosen, similarity)
+    unknown = unknown_users(prepared, chosen_split, final, seed)
+    meta = {"seed": seed, "reject_below": unknown.get("threshold"), "unknown_users": {
+        k: unknown[k] for k in ("skipped", "rejection_target", "test_at_threshold") if k in unknown
+    }}  # fmt: skip
+    model = Model(final, pins, extractor_record(cnn), meta=meta)
     model._extractor = cnn
     return model
 

@@ -117,13 +117,16 @@ def add_reject_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reject-below",
         type=_threshold,
-        metavar="T|auto",
-        help='answer "unknown" when the top probability is below T (0..1); "auto": the '
-        "threshold pinid experiment chose on validation",
+        default="auto",
+        metavar="T|auto|none",
+        help='answer "unknown" when the top probability is below T (0..1); "auto" (default): '
+        'the threshold chosen on held-out users when the model was trained; "none": never',
     )
 
 
-def _threshold(value: str) -> float | str:
+def _threshold(value: str) -> float | str | None:
+    if value == "none":
+        return None
     if value == "auto":
         return value
     try:
@@ -131,5 +134,7 @@ def _threshold(value: str) -> float | str:
     except ValueError:
         number = -1.0
     if not 0.0 <= number <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1 or auto, got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 to 1, auto or none, got {value!r}"
+        )
     return number

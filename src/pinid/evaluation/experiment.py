@@ -80,9 +80,8 @@ def run_experiment(
     timings["tune_C"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    val_ids = split.ids("val")
     reranked, training_pins = fit_identifier(
-        data, split.ids("train") | val_ids, chosen, similarity, calibrate_ids=val_ids
+        data, split.ids("train") | split.ids("val"), chosen, similarity
     )
     model = reranked.views_.base  # the paper's model, fitted on train + validation
     timings["refit"] = time.perf_counter() - clock
@@ -116,7 +115,7 @@ def run_experiment(
     timings["evaluate"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    unknown = unknown_users(data, split, chosen, similarity, seed)
+    unknown = unknown_users(data, split, reranked, seed)
     timings["unknown_users"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -162,7 +161,7 @@ def run_experiment(
     save_split(split, out / "split.json")  # only now: a failed run leaves nothing behind
     save_model(
         out / "model", reranked, training_pins, extractor_record(extractor), seed=seed,
-        suggested_reject_below=unknown.get("threshold"),
+        reject_below=unknown.get("threshold"),
     )  # fmt: skip
     atomic_write_text(
         out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"

@@ -5,12 +5,13 @@ The paper's model (:class:`PaperModel`: words + image, cascade, refinement) is k
 inside as ``views_.base``; a character n-gram text view joins the cascade; the re-ranker learns
 from out-of-fold candidates of the training pins (cross-fitting: every pin is scored by views fitted
 without it, as a test pin would be), so it never sees in-sample, over-confident view scores;
-the temperature is fitted on the re-ranker's scores of those candidates for the calibration
-pins (the validation split; the re-ranker's own ~20 weights were fitted on them too).
+the temperature is fitted on out-of-fold scores of the re-ranker itself (cross-fitted over the
+same folds), so no pin's score that fits it comes from a re-ranker that learnt from that pin.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -187,55 +188,85 @@ class FinalModel(ClassifierMixin, BaseEstimator):
                           similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
         return Views(base, char, X.texts, self.top_k)
 
-    def fit(self, X: PinFeatures, y: Sequence[str], calibrate: np.ndarray | None = None):
-        """Fit on all of (X, y); ``calibrate`` marks the pins whose out-of-fold scores fit the
-        temperature (default: all)."""
+    def fit(self, X: PinFeatures, y: Sequence[str]) -> FinalModel:
         y = np.asarray(y)
         self.classes_ = np.unique(y)  # as the views' (PaperModel.classes_)
         # the folds' views before the final ones, so that the two are never held together
-        features, truth, k = self._out_of_fold(X, y)
+        features, truth, fold, k = self._out_of_fold(X, y)
         self.views_ = self._fit_views(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)
-        logits = self.reranker_.decision_function(features).reshape(len(truth), k)
-        # The temperature is fitted on the pins as given (the first variant), as they are used.
-        mask = np.ones(len(y), bool) if calibrate is None else np.asarray(calibrate, bool)
-        self.temperature_ = fit_temperature(logits[: len(y)][mask], truth[: len(y)][mask])
+        self.temperature_ = self._fit_temperature(features, truth, fold, k)
         return self
+
+    def _fit_temperature(self, features, truth, fold, k) -> float:
+        """T fitted on out-of-fold re-ranker scores of the training pins as given (the first
+        variant): each fold's pins scored by a re-ranker fitted on the other folds' candidates,
+        as a test pin is scored by one that never saw it."""
+        n = len(fold)
+        pin_fold = np.tile(fold, len(truth) // n)  # every variant of a pin in the pin's fold
+        rows = np.repeat(pin_fold, k)
+        logits = np.zeros((n, k))
+        for f in np.unique(fold[fold >= 0]):
+            reranker = Reranker(self.rerank_alpha).fit(features[rows != f], truth[pin_fold != f])
+            logits[fold == f] = reranker.decision_function(features[: n * k][rows[: n * k] == f]
+                                                           ).reshape(-1, k)  # fmt: skip
+        return fit_temperature(logits, truth[:n])
 
     def _out_of_fold(self, X: PinFeatures, y: np.ndarray):
         """Candidate features of every pin from views fitted on the other folds, three times:
         as given, with its text only and with its image only, so that the re-ranker also
         learns to rank a pin that arrives with one modality (as queries may).
 
+        A user with fewer pins than folds is in fewer folds; the fold that holds out a user's
+        only pin knows no such user, so that pin's candidates lack its author and teach the
+        re-ranker nothing (truth -1) -- as for a test pin whose author is not among its top k.
+        A fold that cannot be fitted (its pins share no word, or it knows fewer users than
+        k) is left out the same way.
+
         Returns features ((3 n k, d), variant-major then pin-major), each row's author
-        position among its candidates (-1: not among them) and k.
+        position among its candidates (-1: not among them), each pin's fold (-1: left out)
+        and k.
         """
         n, k = len(y), min(self.top_k, len(self.classes_))
-        smallest = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
-        if smallest < 2:
-            raise DataError(
-                "cross-fitting the re-ranker needs two or more training pins of every user"
-            )
-        n_folds = min(smallest, self.n_folds)
-        folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
+        largest = int(np.bincount(np.unique(y, return_inverse=True)[1]).max())
+        if largest < 2:
+            raise DataError("cross-fitting the re-ranker needs a user with two or more pins")
+        folds = StratifiedKFold(min(largest, self.n_folds), shuffle=True,
+                                random_state=self.random_state)  # fmt: skip
         variants = [(X.has_text, X.has_image), (X.has_text, np.zeros(n, bool)),
                     (np.zeros(n, bool), X.has_image)]  # fmt: skip
         features = np.zeros((len(variants), n, k, N_CANDIDATE_FEATURES))
         truth = np.full((len(variants), n), -1)
-        for inside, outside in folds.split(np.zeros(n), y):
+        fold = np.full(n, -1)
+        with warnings.catch_warnings():  # "the least populated class has fewer members than
+            warnings.simplefilter("ignore", UserWarning)  # n_splits": meant, see above
+            splits = list(folds.split(np.zeros(n), y))
+        for f, (inside, outside) in enumerate(splits):
             # one fold's views at a time: they are let go before the next fold's are fitted
-            self._fill_fold(X, y, inside, outside, variants, features, truth)
+            if self._fill_fold(X, y, inside, outside, variants, features, truth):
+                fold[outside] = f
+        if (fold < 0).all():
+            raise DataError(
+                "cross-fitting the re-ranker: no fold of the training pins could "
+                "be fitted (too few pins sharing a word, or too few users)"
+            )
         usable = np.concatenate([(t | i) for t, i in variants])  # a variant with no modality
         truth = np.where(usable, truth.ravel(), -1)  # (text-only of a textless pin) is skipped
-        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, k
+        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, fold, k
 
-    def _fill_fold(self, X, y, inside, outside, variants, features, truth) -> None:
+    def _fill_fold(self, X, y, inside, outside, variants, features, truth) -> bool:
         """Candidate features and author positions of the pins ``outside``, from views fitted on
-        the pins ``inside``."""
-        views = self._fit_views(X.take(inside), y[inside])
+        the pins ``inside``; False when those views cannot be fitted or give fewer than k
+        candidates."""
+        k = features.shape[2]
+        if len(np.unique(y[inside])) < max(k, 2):
+            return False
+        try:
+            views = self._fit_views(X.take(inside), y[inside])
+        except DataError:
+            return False
         fold_classes = np.searchsorted(self.classes_, views.base.classes_)
         author = np.searchsorted(self.classes_, y[outside])
-        k = features.shape[2]
         pins = X.take(outside)
         encoded = views.encode(pins)  # the variants differ only in the modalities used
         for v, (has_text, has_image) in enumerate(variants):
@@ -244,6 +275,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
             hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
             truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
             features[v, outside] = fold_features.reshape(len(outside), k, -1)
+        return True
 
     def rank(self, X: PinFeatures, encoded: Encoded | None = None) -> Ranking:
         """Each pin's candidates re-ranked, with calibrated probabilities, each view's

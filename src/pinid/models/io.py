@@ -142,15 +142,13 @@ def save_model(
 
 
 def rejection_threshold(meta: dict, where: str, value: float | str | None) -> float | None:
-    """``value`` as a threshold; ``"auto"`` is the one the experiment that wrote the model
-    chose (``meta["suggested_reject_below"]``; ``pinid train`` chooses none)."""
+    """``value`` as a threshold; ``"auto"`` is the one chosen on held-out users when the model
+    was trained (``meta["reject_below"]``), or none for a model written before pinid 0.3 that
+    has none (``suggested_reject_below``: one written by ``pinid experiment`` of 0.2)."""
     if value == "auto":
-        value = meta.get("suggested_reject_below")
-        if not isinstance(value, float):
-            raise ModelFileError(
-                f"{where}: no rejection threshold was chosen for this model (pinid experiment "
-                f"chooses one); give the threshold as a number (--reject-below in the CLI)"
-            )
+        value = meta.get("reject_below", meta.get("suggested_reject_below"))
+        if value is not None and not isinstance(value, float):
+            raise ModelFileError(f"{where}: its rejection threshold is not a number: {value!r}")
     if value is not None and not 0.0 <= float(value) <= 1.0:
         raise ModelFileError(f"the rejection threshold must be between 0 and 1, not {value}")
     return None if value is None else float(value)

@@ -13,16 +13,13 @@ def fit_identifier(
     pin_ids: set[str],
     C: dict[str, float],
     similarity: str = "joint",
-    calibrate_ids: set[str] | None = None,
 ) -> tuple[FinalModel, TrainingPins]:
-    """Fit on the pins in ``pin_ids`` (the temperature on the out-of-fold scores of those in
-    ``calibrate_ids``, default all); return the model and its training pins (for evidence)."""
+    """Fit on the pins in ``pin_ids``; return the model and its training pins (for evidence)."""
     X, y = data.part(pin_ids)
     pins = [data.dataset.pins[i] for i in data.rows(pin_ids)]
-    calibrate = None if calibrate_ids is None else [p.pin_id in calibrate_ids for p in pins]
     model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
-    ).fit(X, y, calibrate=calibrate)
+    ).fit(X, y)
     return model, TrainingPins(
         pin_ids=[p.pin_id for p in pins],
         texts=[p.text for p in pins],

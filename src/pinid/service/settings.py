@@ -27,8 +27,9 @@ class Settings:
     queue: int = QUEUE
     threads: int = 0
     """CNN threads per process; 0: every core."""
-    reject_below: float | str | None = None
-    """Answer "unknown" below this top probability ("auto": the model's chosen threshold)."""
+    reject_below: float | str | None = "auto"
+    """Answer "unknown" below this top probability ("auto": the model's chosen threshold;
+    None: never)."""
     watch: bool = False
     """Take up a retrained model as soon as its folder changes."""
 

@@ -85,8 +85,8 @@ function show(answer) {
   const best = answer.probability === null ? 0 : answer.probability;
   verdict.className = answer.user === "unknown" ? "unknown" : "";
   verdict.textContent = answer.user === "unknown"
-    ? "Unknown: no known user is probable enough (best " + percent(best) +
-      ", threshold " + percent(answer.reject_below) + "). The candidates were:"
+    ? "Unknown user: none of the users this model knows is probable enough (best " +
+      percent(best) + ", needs " + percent(answer.reject_below) + "). The closest candidates:"
     : "Posted by " + answer.user + " (probability " + percent(best) + ")";
   verdict.hidden = false;
   ranking.replaceChildren(...answer.candidates.map((e, i) => candidate(e, i + 1, best)));
