@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", help="a split file (default: seed 0)")
     parser.add_argument("--json")
+    parser.add_argument("--save", help="also write every block of every pin to this .npz")
     args = parser.parse_args()
     dataset = load_dataset(args.data).drop_small_users()
     split = split_for(dataset, Path(args.split)) if args.split else make_split(dataset, 0)
@@ -112,6 +113,8 @@ def main() -> None:
     started = time.perf_counter()
     blocks = extract([p.image for p in pins])
     seconds = time.perf_counter() - started
+    if args.save:
+        np.savez(args.save, pin_id=[p.pin_id for p in pins], **blocks)
     y = np.array([p.user for p in pins])
     ids = [p.pin_id for p in pins]
     parts = {part: np.isin(ids, list(split.ids(part))) for part in ("train", "val", "test")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import skimage.data as skimage_data
+from PIL import Image
 
 from pinid.cli import main
 from pinid.data import load_dataset
@@ -41,3 +43,11 @@ def test_demo_builds_the_corpus_and_reproduces_the_paper_protocol(tmp_path, caps
     answer = json.loads(capsys.readouterr().out)
     assert len(answer["candidates"]) == 10 and answer["candidates"][0]["evidence"]["pin_id"]
     assert answer["user"] == answer["candidates"][0]["user"]
+
+    # photos no openclipart creator posted: "unknown" with no option given
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        photo = tmp_path / f"{name}.png"
+        Image.fromarray(getattr(skimage_data, name)()).save(photo)
+        assert main(["predict", "--model", model, "--image", str(photo), "--json"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer["user"] == "unknown" and answer["reject_below"] > 0, name

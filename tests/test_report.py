@@ -14,7 +14,7 @@ from pinid.evaluation.experiment import BEYOND_ROWS, TABLE_ROWS
 from tests.browser import chromium
 
 FIGURES = ("fig2_words_per_pin", "fig3_projections", "fig4_per_user_f1", "fig5_f1_histogram",
-           "reliability")  # fmt: skip
+           "reliability", "unknown_users")  # fmt: skip
 
 pytestmark = pytest.mark.slow  # subprocesses, clusters, experiments or a browser
 
@@ -90,7 +90,7 @@ def test_report_renders_in_a_real_browser(run_dir):
             "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
         )
         rows = browser.execute_script(
-            "return ['table1', 'table2', 'table3', 'ablation', 'calibration']"
+            "return ['table1', 'table2', 'table3', 'ablation', 'calibration', 'unknown']"
             ".map(id => document.getElementById(id).rows.length)"
         )
     finally:
@@ -99,4 +99,4 @@ def test_report_renders_in_a_real_browser(run_dir):
     results = _results(run_dir)
     n_table3 = len(results["analyses"]["table3"]["lowest"])
     n_table2 = len(TABLE_ROWS) + sum(m.startswith("cf_ref_") for m in results["models"])
-    assert rows == [1 + 5, 1 + n_table2, 2 + n_table3, 1 + len(BEYOND_ROWS), 4]
+    assert rows == [1 + 5, 1 + n_table2, 2 + n_table3, 1 + len(BEYOND_ROWS), 4, 3]

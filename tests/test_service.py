@@ -419,6 +419,27 @@ def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_serve
 
 
 @pytest.mark.slow
+def test_the_page_says_unknown_plainly_and_still_lists_the_candidates(model_dir, pins):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, url = start_server(model_dir, "--reject-below", "1")  # every answer is "unknown"
+    browser = chromium()
+    try:
+        browser.get(url + "/")
+        browser.find_element(By.ID, "text-input").send_keys(pins[3]["text"])
+        browser.find_element(By.ID, "identify").click()
+        WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "verdict").is_displayed())
+        verdict = browser.find_element(By.ID, "verdict").text
+        names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#ranking li .name")]
+    finally:
+        browser.quit()
+        stop(server)
+    assert verdict.startswith("Unknown user: none of the users this model knows")
+    assert "needs 100.0%" in verdict and len(names) == 4 and pins[3]["user"] in names
+
+
+@pytest.mark.slow
 def test_several_worker_processes_serve_the_same_model(model_dir, pins):
     server, url = start_server(model_dir, "--workers", "2", "--no-access-log")
     try:

@@ -26,7 +26,8 @@ def format_summary(results: dict) -> str:
     if "threshold" in u:
         at = u["test_at_threshold"]
         lines.append(
-            f"unknown users: below {u['threshold']:.2f} (chosen on validation) "
+            f"unknown users ({u['rotations']} rotations): below {u['threshold']:.2f} "
+            f"(chosen on validation) "
             f"{100 * at['unknown_rejected']:.1f}% of unknown users' test pins rejected, "
             f"{100 * at['known_accuracy']:.1f}% of known users' answered right "
             f"({100 * u['test_without_rejection']['known_accuracy']:.1f}% without rejection)"

@@ -156,6 +156,10 @@ def unknown_users(results: dict, folder: Path) -> Figure | None:
     accuracy = [p["known_accuracy"] for p in curve]
     ax.plot(rejected, accuracy, "-", color="tab:blue", label="thresholds 0 to 1")
     at = unknown["test_at_threshold"]
+    target = f"{100 * unknown['rejection_target']:.0f}% of strangers' validation pins"
+    rule = f"the lowest refusing {target}" if unknown["target_reached"] else (
+        f"the best balance: no T below 1 refuses {target}"
+    )  # fmt: skip
     ax.scatter([at["unknown_rejected"]], [at["known_accuracy"]], color="tab:red", zorder=3,
                label=f"chosen on validation: T = {unknown['threshold']:.2f}")  # fmt: skip
     ax.set_xlim(-0.02, 1.02)
@@ -168,9 +172,10 @@ def unknown_users(results: dict, folder: Path) -> Figure | None:
     return Figure(
         "unknown_users",
         "Unknown users: accuracy on known users against rejection of unknown ones",
-        f"Whole users held out of training; the answer is 'unknown' when the top calibrated "
-        f"probability is below T. Each point is one T from 0 to 1 on the test pins; the red "
-        f"point is the T chosen on validation ({unknown['threshold']:.2f}): "
+        f"Every user held out of training once ({unknown['rotations']} rotations); the answer "
+        f"is 'unknown' when the top calibrated probability is below T. Each point is one T "
+        f"from 0 to 1 on the test side; the red point is the T chosen on validation "
+        f"({unknown['threshold']:.2f}, {rule}): "
         f"{100 * at['known_accuracy']:.1f}% of known users' pins answered right, "
         f"{100 * at['unknown_rejected']:.1f}% of unknown users' pins rejected.",
     )
