@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pinid.features import EXTRACTOR_NAMES
-from pinid.features.efficientnet import FeatureNet, _same_padding, build_model
+from pinid.features.efficientnet import FeatureNet, _same_padding, build_model, style_dim
 from pinid.features.preprocess import PREPROCESS_VERSION, to_tensor
 from pinid.features.specs import get_spec
 
@@ -72,6 +72,20 @@ def test_features_are_finite_float32_rows_independent_of_batch(lite0: FeatureNet
     assert (feats >= 0).all() and (feats <= 6).all()  # mean of ReLU6 outputs
     torch.testing.assert_close(alone[0], feats[1], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(feats[0], feats[1])
+
+
+def test_style_statistics_come_from_the_same_pass_after_the_pooled_features(
+    lite0: FeatureNet, photos
+) -> None:
+    batch = _batch(photos, 224, fit="pad")
+    with torch.inference_mode():
+        pooled, both = lite0(batch), lite0.features(batch, style=True)
+    width = style_dim(get_spec("efficientnet-lite0"))
+    assert width == 2 * (24 + 40 + 112 + 320)  # mean and deviation at strides 4, 8, 16, 32
+    assert both.shape == (2, 1280 + width) and torch.equal(both[:, :1280], pooled)
+    means, stds = both[:, 1280 : 1280 + 24], both[:, 1280 + 24 : 1280 + 48]
+    assert (stds >= 0).all() and not torch.equal(means[0], means[1])  # two different pictures
+    assert style_dim(get_spec("efficientnet-lite2")) > width  # wider channels
 
 
 def test_folded_channels_last_model_agrees_with_plain_model(

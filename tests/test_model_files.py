@@ -54,10 +54,11 @@ def test_model_json_records_versions_vocabulary_and_training_pins(fitted):
     _, data, folder = fitted
     doc = json.loads((folder / "model.json").read_text())
     assert doc["schema_version"] == 3
-    assert doc["parts"] == {"words": 1, "chars": 1, "image": 1, "training_pins": 1, "reranker": 1}
+    assert doc["parts"] == {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 1}
     assert {"numpy", "scipy", "scikit-learn"} <= set(doc["library_versions"])
     assert doc["params"]["C_text"] == 10.0 and doc["vocabulary"]
-    assert doc["extractor"]["name"] == "efficientnet-lite0"
+    assert doc["extractor"]["name"] == "efficientnet-lite0" and doc["extractor"]["style"]
+    assert doc["n_image_features"] == 1280 + 992  # pooled, then lite0's style statistics
     assert doc["training_pins"]["pin_id"] == [p.pin_id for p in data.dataset.pins]
     assert not list(folder.parent.glob(".model.*"))  # no temporary folder left behind
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.special import softmax
+from sklearn.utils.estimator_checks import check_no_attributes_set_in_init
 
 from pinid.models.fusion import cascade, late
 from pinid.models.ranking import top_k
@@ -95,6 +96,20 @@ def test_estimators_follow_scikit_learn_conventions():
         check_set_params(name, estimator)
         check_parameters_default_constructible(name, estimator)
         assert clone(estimator).get_params() == estimator.get_params()
+
+
+def test_style_blocks_weigh_pooled_and_style_features_alike_and_pass_pooled_alone():
+    from pinid.models.modality import StyleBlocks
+
+    rng = np.random.default_rng(0)
+    pooled, style = rng.uniform(0, 6, (50, 8)), rng.normal(0, 0.01, (50, 4))  # unlike scales
+    blocks = StyleBlocks(pooled=8).fit(np.hstack([pooled, style]))
+    Z = blocks.transform(np.hstack([pooled, style]))
+    np.testing.assert_allclose(np.linalg.norm(Z[:, :8], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(Z[:, 8:], axis=1), 1.0, rtol=1e-5)
+    alone = StyleBlocks(pooled=8).fit(pooled)
+    assert np.array_equal(alone.transform(pooled), pooled.astype(np.float32))
+    check_no_attributes_set_in_init("StyleBlocks", StyleBlocks())
 
 
 def test_refinement_matches_a_brute_force_over_every_training_pin():

@@ -20,7 +20,6 @@ from pinid.data.split import split_for
 from pinid.errors import DataError, ModelFileError, PinidError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
 from pinid.features.pin_features import PinFeatures
-from pinid.features.specs import FEATURE_DIM
 from pinid.models.answer import Answer, Candidate, Evidence
 from pinid.models.final_model import FinalModel, Ranking
 from pinid.models.io import (
@@ -125,16 +124,23 @@ class Model:
         return [str(u) for u in self.final.classes_]
 
     @property
+    def n_image_features(self) -> int:
+        """The width of the image features the model was trained on."""
+        return int(self.final.views_.base.train_image_.shape[1])
+
+    @property
     def extractor(self) -> ImageFeatureExtractor:
         """The CNN the model was trained with (loaded on first use)."""
         if self._extractor is None:
             from pinid.features.extract import ImageFeatureExtractor
 
             record = self.extractor_record
-            extractor = ImageFeatureExtractor(
-                record["name"], fit=record["fit"], progress=self._progress
-            )
-            if extractor.extractor_id != record["id"]:
+            extractor = ImageFeatureExtractor(  # a model of pinid 0.2 has no style statistics
+                record["name"], fit=record["fit"], progress=self._progress,
+                style=record.get("style", False),
+            )  # fmt: skip
+            if (extractor.extractor_id != record["id"]
+                    or extractor.feature_dim != self.n_image_features):  # fmt: skip
                 raise ModelFileError(
                     f"{self.name}: trained with image extractor {record['id']}, "
                     f"but this installation has {extractor.extractor_id}"
@@ -173,7 +179,7 @@ class Model:
         _check_top(top)
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
-        vectors = np.zeros((len(images), FEATURE_DIM), np.float32)
+        vectors = np.zeros((len(images), self.n_image_features), np.float32)
         has_image = np.zeros(len(images), bool)
         errors: dict[int, str] = {}
         rows = [i for i, path in enumerate(images) if path is not None]

@@ -62,6 +62,7 @@ class _Recipe:
     batch_size: int
     cache_root: str
     extractor_id: str
+    style: bool
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def extract_on_cluster(
         extractor.batch_size,
         str(extractor.cache.root.resolve()),
         extractor.extractor_id,
+        extractor.style,
     )
     plan = {"*": threads} if threads else _threads_by_host(client)  # "*": every machine
     futures = {}
@@ -223,6 +225,7 @@ def _extractor(recipe: _Recipe, threads: int) -> ImageFeatureExtractor:
         cache_root=Path(recipe.cache_root),
         progress=False,
         threads=threads,
+        style=recipe.style,
     )
     if extractor.extractor_id != recipe.extractor_id:
         raise PinidError(

@@ -20,6 +20,10 @@ from torch import nn
 from pinid.features.specs import FEATURE_DIM, ExtractorSpec, get_spec
 
 NUM_CLASSES = 1000
+STYLE_STAGES = (1, 2, 4, 6)
+"""Stages whose last block's feature maps give the style statistics: strides 4, 8, 16 and 32
+(line weight, texture and shading as well as the subject; measured in
+``benchmarks/style_features.py``)."""
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01  # TF's decay 0.99; irrelevant in eval mode, kept for completeness.
 _STEM_CHANNELS = 32  # Lite variants keep stem and head fixed instead of width-scaling them.
@@ -56,6 +60,11 @@ def _round_filters(channels: int, width_mult: float) -> int:
     if rounded < 0.9 * scaled:
         rounded += _CHANNEL_DIVISOR
     return int(rounded)
+
+
+def style_dim(spec: ExtractorSpec) -> int:
+    """Width of the style statistics: a mean and a standard deviation per channel."""
+    return 2 * sum(_round_filters(_STAGES[i].channels, spec.width_mult) for i in STYLE_STAGES)
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -167,6 +176,7 @@ class FeatureNet(nn.Module):
         self._conv_stem = _SameConv2d(3, _STEM_CHANNELS, 3, stride=2)
         self._bn0: nn.Module = _bn(_STEM_CHANNELS)
         blocks: list[nn.Module] = []
+        self._style_ends: set[int] = set()
         cin = _STEM_CHANNELS
         last = len(_STAGES) - 1
         for i, stage in enumerate(_STAGES):
@@ -179,6 +189,8 @@ class FeatureNet(nn.Module):
                 stride = stage.stride if r == 0 else 1
                 blocks.append(_MBConv(cin, cout, stage.expand, stage.kernel, stride))
                 cin = cout
+            if i in STYLE_STAGES:
+                self._style_ends.add(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(cin, FEATURE_DIM, 1, bias=False)
         self._bn1: nn.Module = _bn(FEATURE_DIM)
@@ -188,13 +200,22 @@ class FeatureNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, 1280): head conv -> BN -> ReLU6 -> global mean."""
+        return self.features(x)
+
+    def features(self, x: torch.Tensor, style: bool = False) -> torch.Tensor:
+        """The pooled features and, with ``style``, from the same pass the per-channel mean
+        and standard deviation of the maps ending each of ``STYLE_STAGES``:
+        (N, 1280 + style_dim)."""
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
-        for block in self._blocks:
+        statistics = []
+        for i, block in enumerate(self._blocks):
             x = block(x)
+            if style and i in self._style_ends:
+                statistics += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
         x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
-        return x.mean(dim=(2, 3))
+        return torch.cat([x.mean(dim=(2, 3)), *statistics], dim=1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, 1000) ImageNet logits; used to prove the weights load right."""

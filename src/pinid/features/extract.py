@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pinid.errors import DataError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, DEFAULT_FIT, MAX_FAILURE_RATE
 from pinid.features.cache import FeatureCache
-from pinid.features.efficientnet import FEATURE_DIM, build_model, get_spec
+from pinid.features.efficientnet import FEATURE_DIM, build_model, get_spec, style_dim
 from pinid.features.images import (
     DECODE_VERSION,
     UnreadableImage,
@@ -59,8 +59,13 @@ class _Prepared:
     reason: str | None = None
 
 
+STYLE_VERSION = 1
+"""Which style statistics (``efficientnet.STYLE_STAGES``): part of the extractor id."""
+
+
 class ImageFeatureExtractor:
-    """ImageNet CNN features (1280-d, globally pooled) with a content-addressed disk cache."""
+    """ImageNet CNN features (1280-d, globally pooled, then style statistics) with a
+    content-addressed disk cache."""
 
     def __init__(
         self,
@@ -71,23 +76,29 @@ class ImageFeatureExtractor:
         cache_root: Path | None = None,
         progress: bool = True,
         threads: int | None = None,
+        style: bool = True,
     ) -> None:
         """``threads``: the CNN's torch threads (default: every core); a Dask worker that shares
-        its machine with other workers takes its share."""
+        its machine with other workers takes its share. ``style``: the pooled features followed
+        by style statistics of the same pass (:func:`~pinid.features.efficientnet.style_dim`
+        wide); without it, the pooled features alone (what models of pinid 0.2 used)."""
         self.spec = get_spec(name)
+        self.style = style
+        self.feature_dim = FEATURE_DIM + (style_dim(self.spec) if style else 0)
         if fit not in FITS:
             raise ValueError(f"unknown fit {fit!r}; valid: {', '.join(FITS)}")
         self.fit = fit
         self.batch_size = max(1, batch_size)
         self.progress = progress
         self.threads = threads
-        self.cache = FeatureCache(cache_root or cache_dir(), self.extractor_id, FEATURE_DIM)
+        self.cache = FeatureCache(cache_root or cache_dir(), self.extractor_id, self.feature_dim)
 
     @cached_property
     def extractor_id(self) -> str:
         """Name, decoding, preprocessing and weights digest: any change gives a fresh cache."""
         digest = hashlib.sha256(self.spec.weights_path().read_bytes()).hexdigest()[:12]
-        return f"{self.spec.name}-{self.fit}-{DECODE_VERSION}{PREPROCESS_VERSION}-{digest}"
+        base = f"{self.spec.name}-{self.fit}-{DECODE_VERSION}{PREPROCESS_VERSION}-{digest}"
+        return f"{base}-style{STYLE_VERSION}" if self.style else base
 
     @cached_property
     def _model(self):
@@ -153,12 +164,12 @@ class ImageFeatureExtractor:
 
     def _forward(self, tensors: list) -> np.ndarray:
         with torch.inference_mode():
-            return self._model(torch.stack(tensors)).float().numpy()
+            return self._model.features(torch.stack(tensors), self.style).float().numpy()
 
     def extract(self, paths: Sequence[Path], *, what: str = "images") -> FeatureResult:
         """Features for ``paths`` (cache first); unreadable files get a reason, not an abort."""
         n = len(paths)
-        result = FeatureResult(np.zeros((n, FEATURE_DIM), np.float32), np.zeros(n, bool))
+        result = FeatureResult(np.zeros((n, self.feature_dim), np.float32), np.zeros(n, bool))
         batch: list[_Prepared] = []
         waiting: dict[str, list[int]] = {}  # sha256 -> rows to fill once its batch has run
         done: dict[str, int] = {}  # sha256 -> a row computed in an earlier batch of this run

@@ -22,7 +22,6 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 import sklearn
-from sklearn.preprocessing import Normalizer
 
 from pinid import __version__
 from pinid._atomic import atomic_directory, atomic_write_text, output_lock
@@ -36,7 +35,7 @@ from pinid.models.similarity import SPACES
 from pinid.models.thumbnails import write_thumbnails
 
 SCHEMA_VERSION = 3
-PARTS = {"words": 1, "chars": 1, "image": 1, "training_pins": 1, "reranker": 1}
+PARTS = {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 1}
 """The version of each part this pinid writes."""
 MODEL_JSON = "model.json"
 ARRAYS = "arrays.npz"
@@ -45,7 +44,10 @@ ARRAY_NAMES = (
     "text_idf", "text_coef", "text_intercept", "image_coef", "image_intercept",
     "train_text_data", "train_text_indices", "train_text_indptr", "train_image", "train_y",
     "char_idf", "char_coef", "char_intercept", "rerank_mean", "rerank_scale", "rerank_coef",
+    "image_mean", "image_scale",
 )  # fmt: skip
+IMAGE_V2_ARRAYS = ("image_mean", "image_scale")
+"""Arrays only version 2 of the image part has (its style blocks' standardisation)."""
 
 
 @dataclass
@@ -73,6 +75,7 @@ def _arrays(reranked: FinalModel) -> dict[str, np.ndarray]:
     tfidf = model.text_model_.named_steps["tfidf"]
     text_lr = model.text_model_.named_steps["logistic"]
     image_lr = model.image_model_.named_steps["logistic"]
+    blocks = model.image_model_.named_steps["blocks"]
     char_lr = char.named_steps["logistic"]
     train_text = sp.csr_matrix(model.train_text_)
     return {
@@ -87,6 +90,8 @@ def _arrays(reranked: FinalModel) -> dict[str, np.ndarray]:
         "text_intercept": text_lr.intercept_,
         "image_coef": image_lr.coef_,
         "image_intercept": image_lr.intercept_,
+        "image_mean": blocks.mean_,
+        "image_scale": blocks.scale_,
         "train_text_data": train_text.data,
         "train_text_indices": train_text.indices,
         "train_text_indptr": train_text.indptr,
@@ -205,7 +210,7 @@ def load_model(folder: str | Path) -> SavedModel:
     # The hash only proves the arrays are the ones model.json names; model.json may itself be
     # hostile, so everything is checked as if it came from a stranger.
     try:
-        arrays = _read_arrays(arrays_bytes)
+        arrays = _read_arrays(arrays_bytes, doc["parts"])
         classes = _classes(doc)
 
         def load(part: str, *needs):
@@ -243,14 +248,15 @@ _HEADER_READERS = {
 }
 
 
-def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
+def _read_arrays(data: bytes, parts: dict[str, int]) -> dict[str, np.ndarray]:
     """The expected arrays only, each vetted from its header before any memory is allocated."""
+    expected = [n for n in ARRAY_NAMES if parts["image"] >= 2 or n not in IMAGE_V2_ARRAYS]
     arrays = {}
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = {info.filename: info for info in archive.infolist()}
-        if set(names) != {f"{name}.npy" for name in ARRAY_NAMES}:
-            raise ValueError(f"{ARRAYS} must hold exactly {', '.join(ARRAY_NAMES)}")
-        for name in ARRAY_NAMES:
+        if set(names) != {f"{name}.npy" for name in expected}:
+            raise ValueError(f"{ARRAYS} must hold exactly {', '.join(expected)}")
+        for name in expected:
             info = names[f"{name}.npy"]
             if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
                 raise ValueError(f"{name}: compressed or oversized member")
@@ -310,7 +316,11 @@ def _check_consistent(model: PaperModel, pins: TrainingPins, doc: dict) -> None:
         raise ValueError("invalid similarity or top_k")
     extractor = doc["extractor"]
     get_spec(extractor["name"])
-    if extractor["fit"] not in FITS or not isinstance(extractor["id"], str):
+    if (
+        extractor["fit"] not in FITS
+        or not isinstance(extractor["id"], str)
+        or not isinstance(extractor.get("style", False), bool)
+    ):
         raise ValueError("invalid extractor record")
 
 
@@ -330,12 +340,30 @@ def _words_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
 
 
 def _image_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
-    """The image view: L2 normalisation and its logistic regression."""
+    """The image view of pinid 0.2: pooled features only, L2 normalisation and its logistic
+    regression."""
+    return _image_view(doc, a, classes, np.zeros(0, np.float32), np.zeros(0, np.float32))
+
+
+def _image_v2(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
+    """The image view: pooled and style blocks standardised and normalised each on its own
+    (none when the features are the pooled ones alone), L2 normalisation, logistic
+    regression."""
+    return _image_view(doc, a, classes, a["image_mean"], a["image_scale"])
+
+
+def _image_view(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray, mean, scale):
+    width = int(doc["n_image_features"])
     image = make_image_model(doc["params"]["C_image"])
-    normaliser: Normalizer = image.named_steps["l2"]
-    normaliser.n_features_in_ = int(doc["n_image_features"])
     lr = _fitted(image.named_steps["logistic"], classes, a["image_coef"], a["image_intercept"])
-    _check_weights(lr, classes, normaliser.n_features_in_, "image")
+    _check_weights(lr, classes, width, "image")
+    blocks = image.named_steps["blocks"]
+    if mean.shape != scale.shape or mean.ndim != 1 or len(mean) not in (0, width):
+        raise ValueError("image standardisation has the wrong shape")
+    if len(mean) and (width <= blocks.pooled or not (scale > 0).all()):
+        raise ValueError("image standardisation needs a style block and positive scales")
+    blocks.mean_, blocks.scale_, blocks.n_features_in_ = mean, scale, width
+    image.named_steps["l2"].n_features_in_ = width
     return image
 
 
@@ -398,6 +426,7 @@ def _reranker_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
 _PART_LOADERS = {
     ("words", 1): _words_v1,
     ("image", 1): _image_v1,
+    ("image", 2): _image_v2,
     ("training_pins", 1): _training_pins_v1,
     ("chars", 1): _chars_v1,
     ("reranker", 1): _reranker_v1,

@@ -9,10 +9,12 @@ train + validation (which, for text, rebuilds the dictionary on both, as the pap
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import Normalizer
+from sklearn.preprocessing import Normalizer, normalize
 
 from pinid.errors import DataError
+from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import make_char_vectorizer, make_text_vectorizer
 from pinid.models.logistic import PreconditionedLogisticRegression
 
@@ -35,13 +37,54 @@ def make_char_model(C: float = 1.0) -> Pipeline:
     return Pipeline([("tfidf", make_char_vectorizer()), ("logistic", _logistic(C))])
 
 
-def make_image_model(C: float = 1.0) -> Pipeline:
-    """L2-normalised CNN features -> logistic regression (whitened by its solver).
+class StyleBlocks(TransformerMixin, BaseEstimator):
+    """Pooled CNN features and style statistics made comparable before they are joined: each
+    block standardised (by the training pins' mean and deviation) and L2-normalised on its own,
+    so that neither block's scale decides how much it counts. Features no wider than ``pooled``
+    (no style statistics, as models of pinid 0.2 had them) pass through unchanged.
 
-    Not standardised: that gave similar image accuracy but over-confident probabilities at the
-    validation's C, which dragged the cascade below text alone.
+    Parameters
+    ----------
+    pooled : int
+        Width of the pooled block, which comes first.
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray of shape (n_features,), or (0,) when there is no style block
     """
-    return Pipeline([("l2", Normalizer()), ("logistic", _logistic(C))])
+
+    def __init__(self, pooled: int = FEATURE_DIM) -> None:
+        self.pooled = pooled
+
+    def fit(self, X: np.ndarray, y=None) -> StyleBlocks:
+        X = np.asarray(X, np.float32)
+        self.n_features_in_ = X.shape[1]
+        if X.shape[1] <= self.pooled:
+            self.mean_ = self.scale_ = np.zeros(0, np.float32)
+        else:
+            self.mean_ = X.mean(axis=0)
+            std = X.std(axis=0)
+            self.scale_ = np.where(std > 0, std, 1.0).astype(np.float32)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, np.float32)
+        if not len(self.mean_):
+            return X
+        Z = (X - self.mean_) / self.scale_
+        return np.hstack([normalize(Z[:, : self.pooled]), normalize(Z[:, self.pooled :])])
+
+
+def make_image_model(C: float = 1.0) -> Pipeline:
+    """CNN features (pooled and style blocks, :class:`StyleBlocks`), L2-normalised ->
+    logistic regression (whitened by its solver).
+
+    The pooled features alone are not standardised: that gave similar image accuracy but
+    over-confident probabilities at the validation's C, which dragged the cascade below text
+    alone. With the style block both are, each on its own (measured: the image view alone and
+    the default model both gained on seeds 0-2 of the default corpus).
+    """
+    return Pipeline([("blocks", StyleBlocks()), ("l2", Normalizer()), ("logistic", _logistic(C))])
 
 
 def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:

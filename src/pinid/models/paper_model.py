@@ -81,7 +81,7 @@ class PaperModel(ClassifierMixin, BaseEstimator):
 
     def image_vectors(self, images: np.ndarray) -> np.ndarray:
         """L2-normalised CNN features, the space the image classifier sees."""
-        return self.image_model_.named_steps["l2"].transform(images).astype(np.float32, copy=False)
+        return self.image_model_[:-1].transform(images).astype(np.float32, copy=False)
 
     # --- phase 1 and fusion ------------------------------------------------------------------
     def modality_proba(

@@ -37,7 +37,6 @@ from pinid import __version__
 from pinid.api import Model
 from pinid.errors import PinidError
 from pinid.features.images import UnreadableImage
-from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import MAX_TEXT_CHARS
 from pinid.models.answer import Answer
 from pinid.models.io import ARRAYS, MODEL_JSON
@@ -128,7 +127,7 @@ class Serving:
 
     def answer(self, text: str | None, image: bytes | None, filename: str) -> Answer:
         """Features of the upload, then the answer, its evidence pointing at thumbnails."""
-        vectors = np.zeros((1, FEATURE_DIM), np.float32)
+        vectors = np.zeros((1, self.model.n_image_features), np.float32)
         if image is not None:
             vectors[0] = self.model.extractor.features_of(image, filename)
         answer = self.model.identify_features([text], vectors, np.array([image is not None]))[0]
