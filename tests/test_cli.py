@@ -285,6 +285,19 @@ def test_predict_applies_the_models_own_threshold_unless_told_none(run_dir, caps
     assert never["reject_below"] is None and never["user"] == never["candidates"][0]["user"]
 
 
+def test_pooled_only_trains_on_the_papers_image_features(sample_corpus, tmp_path, capsys):
+    out = tmp_path / "pooled"
+    assert main(["train", "--data", str(sample_corpus), "--out", str(out), "--pooled-only"]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["n_image_features"] == 1280 and doc["extractor"]["style"] is False
+    assert "-style" not in doc["extractor"]["id"]
+    pin = json.loads(sample_corpus.read_text().splitlines()[0])
+    image = str(sample_corpus.parent / pin["image"])
+    answer = _predict_json(capsys, "--model", str(out), "--image", image, "--reject-below", "none")
+    assert answer["used"] == ["image"] and answer["user"] == pin["user"]
+
+
 def test_batch_predict_never_overwrites_a_file_it_did_not_write(run_dir, sample_corpus, tmp_path):
     precious = tmp_path / "notes.txt"
     precious.write_text("precious\n")

@@ -287,6 +287,7 @@ def train(
     seed: int = 0,
     split: str | Path | None = None,
     extractor: str = DEFAULT_EXTRACTOR,
+    style: bool = True,
     similarity: str = "joint",
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_unreadable: float = MAX_FAILURE_RATE,
@@ -295,7 +296,8 @@ def train(
     """Train the final model as ``pinid train`` does: each view's C chosen on the validation
     part of a seeded 4:1:1 split (or ``split``, a file from ``pinid data split``), then every
     view fitted on all pins, and the rejection threshold chosen on held-out users of that split
-    (:mod:`pinid.evaluation.unknown`).
+    (:mod:`pinid.evaluation.unknown`). ``style=False`` keeps the paper's image features (the
+    pooled ones alone).
 
     ``data`` is a manifest or folder tree, a :class:`~pinid.data.Dataset`, or records with the
     manifest's columns (a pandas DataFrame; image paths relative to ``root``).
@@ -308,7 +310,7 @@ def train(
 
     dataset = _dataset(data, root).drop_small_users(strict=strict)
     chosen_split = split_for(dataset, Path(split)) if split else make_split(dataset, seed)
-    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size)
+    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style)
     prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, strict=strict)
     train_part = prepared.part(chosen_split.ids("train"))
     chosen, _ = tune_C(train_part, prepared.part(chosen_split.ids("val")))

@@ -34,6 +34,12 @@ def add_extractor_options(parser: argparse.ArgumentParser) -> None:
         help=f"ImageNet CNN for image features (default {DEFAULT_EXTRACTOR})",
     )
     parser.add_argument(
+        "--pooled-only",
+        dest="style",
+        action="store_false",
+        help="the paper's image features: the CNN's pooled features without style statistics",
+    )
+    parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per CNN forward pass"
     )
     parser.add_argument(

@@ -35,7 +35,9 @@ def main(args: argparse.Namespace) -> int:
             load_dataset(args.data),
             out,
             seed=args.seed,
-            extractor=ImageFeatureExtractor(args.extractor, batch_size=args.batch_size),
+            extractor=ImageFeatureExtractor(
+                args.extractor, batch_size=args.batch_size, style=args.style
+            ),
             similarity=args.similarity,
             max_unreadable=args.max_unreadable,
             strict=args.strict,

@@ -28,6 +28,7 @@ def main(args: argparse.Namespace) -> int:
             seed=args.seed,
             split=args.split,
             extractor=args.extractor,
+            style=args.style,
             similarity=args.similarity,
             batch_size=args.batch_size,
             max_unreadable=args.max_unreadable,
