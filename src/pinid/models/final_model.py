@@ -205,12 +205,15 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         n = len(fold)
         pin_fold = np.tile(fold, len(truth) // n)  # every variant of a pin in the pin's fold
         rows = np.repeat(pin_fold, k)
-        logits = np.zeros((n, k))
+        logits, scored = np.zeros((n, k)), np.zeros(n, bool)
         for f in np.unique(fold[fold >= 0]):
+            if not (truth[pin_fold != f] >= 0).any():  # the other folds teach nothing
+                continue
             reranker = Reranker(self.rerank_alpha).fit(features[rows != f], truth[pin_fold != f])
             logits[fold == f] = reranker.decision_function(features[: n * k][rows[: n * k] == f]
                                                            ).reshape(-1, k)  # fmt: skip
-        return fit_temperature(logits, truth[:n])
+            scored |= fold == f
+        return fit_temperature(logits[scored], truth[:n][scored])
 
     def _out_of_fold(self, X: PinFeatures, y: np.ndarray):
         """Candidate features of every pin from views fitted on the other folds, three times:
