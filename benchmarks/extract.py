@@ -50,11 +50,11 @@ def _images(args, folder: Path) -> list[Path]:
 
 def _bare(model, tensors: list[torch.Tensor], batch: int) -> float:
     stacked = [torch.stack(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
-    with torch.inference_mode():
-        model(stacked[0])  # warm-up
+    with torch.inference_mode():  # the pass the extractor runs: pooled and style statistics
+        model.features(stacked[0], style=True)  # warm-up
         start = time.perf_counter()
         for x in stacked:
-            model(x)
+            model.features(x, style=True)
     return len(tensors) / (time.perf_counter() - start)
 
 

@@ -54,8 +54,11 @@ def _pins(args, folder: Path) -> tuple[list[Path], list[str]]:
     return paths, [""] * len(paths)
 
 
-def _features(cache: Path, paths: list[Path]) -> FeatureResult:
-    return ImageFeatureExtractor(cache_root=cache, progress=False).extract(paths)
+def _features(cache: Path, paths: list[Path], model: Model | None) -> FeatureResult:
+    """The features just computed, read back through the cache; as wide as ``model`` needs
+    (a model of pinid 0.2, or one trained with --pooled-only, has no style statistics)."""
+    style = model.extractor_record.get("style", False) if model else True
+    return ImageFeatureExtractor(cache_root=cache, progress=False, style=style).extract(paths)
 
 
 def _rankings(model: Model | None, texts: list[str], features: FeatureResult) -> list[dict]:
@@ -108,7 +111,7 @@ def main() -> None:
                 row = _on_cluster(paths, cache, workers, threads, args.shard_size)
             else:
                 row = _in_process(paths, cache)
-            features = _features(cache, paths)
+            features = _features(cache, paths, predictor)
             rankings = _rankings(predictor, texts, features)
             reference = reference or (features.features, rankings)
             row.update(

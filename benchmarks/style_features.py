@@ -36,7 +36,6 @@ from pinid.features.preprocess import to_tensor
 from pinid.models.modality import make_image_model
 from pinid.models.selection import C_GRID
 
-STAGE_ENDS = (2, 4, 10, 15)  # lite0 block indices ending the stride-4, 8, 16 and 32 stages
 HUE_BINS = 12
 
 
@@ -55,7 +54,7 @@ def _one_pass(net, batch: torch.Tensor) -> dict[str, np.ndarray]:
     stats = []
     for i, block in enumerate(net._blocks):
         x = block(x)
-        if i in STAGE_ENDS:
+        if i in net._style_ends:  # the blocks ending the stride-4, 8, 16 and 32 stages
             stats += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
     head = F.relu6(net._bn1(net._conv_head(x)))
     return {
@@ -83,14 +82,19 @@ def _block(features: np.ndarray) -> np.ndarray:
     return normalize(z)
 
 
+def _image_model(C: float):
+    """pinid's image view after its block step (the blocks are joined here, by ``_block``)."""
+    return make_image_model(C)[1:]
+
+
 def evaluate(X: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray]) -> dict:
     best = None
     for C in C_GRID:
-        model = make_image_model(C).fit(X[parts["train"]], y[parts["train"]])
+        model = _image_model(C).fit(X[parts["train"]], y[parts["train"]])
         val = accuracy_score(y[parts["val"]], model.predict(X[parts["val"]]))
         if best is None or val > best[0]:
             best = (val, C)
-    model = make_image_model(best[1]).fit(X[parts["train"]], y[parts["train"]])
+    model = _image_model(best[1]).fit(X[parts["train"]], y[parts["train"]])
     predicted = model.predict(X[parts["test"]])
     truth = y[parts["test"]]
     return {
@@ -119,7 +123,7 @@ def main() -> None:
     ids = [p.pin_id for p in pins]
     parts = {part: np.isin(ids, list(split.ids(part))) for part in ("train", "val", "test")}
     variants = {
-        "pooled (today)": ["pooled"],
+        "pooled (the paper's)": ["pooled"],
         "pooled + head std": ["pooled", "head_std"],
         "pooled + stage mean/std": ["pooled", "stages"],
         "pooled + colour": ["pooled", "colour"],

@@ -149,6 +149,22 @@ def test_users_with_one_or_two_training_pins_are_fitted_and_held_out():
     assert "skipped" not in result and result["test_without_rejection"]["known_accuracy"] > 0.5
 
 
+def test_a_user_with_one_pin_among_few_users_is_fitted():
+    data = _generated(n_users=6, per_user=4)
+    keep = [i for i, p in enumerate(data.dataset.pins) if p.pin_id not in {"u0-1", "u0-2", "u0-3"}]
+    X = data.features.take(np.array(keep))
+    y = np.array([data.dataset.pins[i].user for i in keep])  # user0: one pin; six users < 10
+    model = FinalModel(C_text=10.0, C_char=10.0, C_image=1.0).fit(X, y)
+    ranked = model.rank(X)
+    assert ranked.users.shape == (len(y), 6) and np.isfinite(model.temperature_)
+    assert (model.predict(X) == y).mean() > 0.9
+    # the fold holding user0's only pin knows five users: every fold gives five candidates,
+    # and no fold (with its other users' pins) is lost
+    _, truth, fold, k = model._out_of_fold(X, y)
+    assert k == 5 and (fold >= 0).all()
+    assert truth[int(np.flatnonzero(y == "user0")[0])] == -1  # its author is in no candidates
+
+
 def test_cross_fitting_needs_a_user_with_two_pins():
     data = _generated(n_users=12, per_user=1)
     X, y = data.features, [p.user for p in data.dataset.pins]

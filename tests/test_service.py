@@ -122,7 +122,7 @@ def test_the_answer_is_unknown_below_the_servers_threshold(model_dir, client, pi
     assert rejected["user"] == "unknown" and rejected["reject_below"] == above
     assert [e["user"] for e in rejected["candidates"]] == [e["user"] for e in answer["candidates"]]
     chosen = json.loads((model_dir / "model.json").read_text())["meta"]["reject_below"]
-    assert Model.load(model_dir).reject_below == chosen  # the default: the model's own
+    assert chosen is not None and Model.load(model_dir).reject_below == chosen  # by default
 
 
 def test_either_modality_alone_is_enough(client, pins):

@@ -139,11 +139,15 @@ class Model:
                 record["name"], fit=record["fit"], progress=self._progress,
                 style=record.get("style", False),
             )  # fmt: skip
-            if (extractor.extractor_id != record["id"]
-                    or extractor.feature_dim != self.n_image_features):  # fmt: skip
+            if extractor.extractor_id != record["id"]:
                 raise ModelFileError(
                     f"{self.name}: trained with image extractor {record['id']}, "
                     f"but this installation has {extractor.extractor_id}"
+                )
+            if extractor.feature_dim != self.n_image_features:
+                raise ModelFileError(
+                    f"{self.name}: its image view takes {self.n_image_features} features, "
+                    f"its extractor gives {extractor.feature_dim}"
                 )
             self._extractor = extractor
         return self._extractor
@@ -355,7 +359,7 @@ class PinClassifier(ClassifierMixin, BaseEstimator):
     root : str or Path
         The folder image paths are relative to.
     seed : int
-        Seed of the split on which C and the temperature are chosen.
+        Seed of the split on which C and the rejection threshold are chosen.
     extractor : str
         The ImageNet CNN for image features.
     similarity : {"joint", "text", "image"}

@@ -223,27 +223,31 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         A user with fewer pins than folds is in fewer folds; the fold that holds out a user's
         only pin knows no such user, so that pin's candidates lack its author and teach the
         re-ranker nothing (truth -1) -- as for a test pin whose author is not among its top k.
-        A fold that cannot be fitted (its pins share no word, or it knows fewer users than
-        k) is left out the same way.
+        Where a fold knows fewer than ``top_k`` users (a corpus of few users), every fold
+        gives that many candidates. A fold that cannot be fitted (its pins share no word, or it
+        knows a single user) is left out, its pins teaching nothing.
 
         Returns features ((3 n k, d), variant-major then pin-major), each row's author
         position among its candidates (-1: not among them), each pin's fold (-1: left out)
         and k.
         """
-        n, k = len(y), min(self.top_k, len(self.classes_))
+        n = len(y)
         largest = int(np.bincount(np.unique(y, return_inverse=True)[1]).max())
         if largest < 2:
             raise DataError("cross-fitting the re-ranker needs a user with two or more pins")
         folds = StratifiedKFold(min(largest, self.n_folds), shuffle=True,
                                 random_state=self.random_state)  # fmt: skip
+        with warnings.catch_warnings():  # "the least populated class has fewer members than
+            warnings.simplefilter("ignore", UserWarning)  # n_splits": meant, see above
+            splits = list(folds.split(np.zeros(n), y))
+        # in a corpus of few users a fold may know fewer than top_k of them: fewer candidates
+        known = [len(np.unique(y[inside])) for inside, _ in splits]
+        k = min([self.top_k, len(self.classes_)] + [u for u in known if u >= 2])
         variants = [(X.has_text, X.has_image), (X.has_text, np.zeros(n, bool)),
                     (np.zeros(n, bool), X.has_image)]  # fmt: skip
         features = np.zeros((len(variants), n, k, N_CANDIDATE_FEATURES))
         truth = np.full((len(variants), n), -1)
         fold = np.full(n, -1)
-        with warnings.catch_warnings():  # "the least populated class has fewer members than
-            warnings.simplefilter("ignore", UserWarning)  # n_splits": meant, see above
-            splits = list(folds.split(np.zeros(n), y))
         for f, (inside, outside) in enumerate(splits):
             # one fold's views at a time: they are let go before the next fold's are fitted
             if self._fill_fold(X, y, inside, outside, variants, features, truth):
@@ -259,15 +263,15 @@ class FinalModel(ClassifierMixin, BaseEstimator):
 
     def _fill_fold(self, X, y, inside, outside, variants, features, truth) -> bool:
         """Candidate features and author positions of the pins ``outside``, from views fitted on
-        the pins ``inside``; False when those views cannot be fitted or give fewer than k
-        candidates."""
+        the pins ``inside``; False when those views cannot be fitted."""
         k = features.shape[2]
-        if len(np.unique(y[inside])) < max(k, 2):
+        if len(np.unique(y[inside])) < 2:
             return False
         try:
             views = self._fit_views(X.take(inside), y[inside])
         except DataError:
             return False
+        views.top = k  # as many candidates as every fold can give
         fold_classes = np.searchsorted(self.classes_, views.base.classes_)
         author = np.searchsorted(self.classes_, y[outside])
         pins = X.take(outside)

@@ -80,7 +80,8 @@ class PaperModel(ClassifierMixin, BaseEstimator):
         return sp.csr_matrix(self.text_model_.named_steps["tfidf"].transform(list(texts)))
 
     def image_vectors(self, images: np.ndarray) -> np.ndarray:
-        """L2-normalised CNN features, the space the image classifier sees."""
+        """CNN features as the image classifier sees them (style blocks standardised, then
+        L2-normalised)."""
         return self.image_model_[:-1].transform(images).astype(np.float32, copy=False)
 
     # --- phase 1 and fusion ------------------------------------------------------------------

@@ -140,10 +140,26 @@ def reliability(results: dict, folder: Path) -> Figure:
         "reliability",
         f"Reliability diagram of the final scores ({FINAL_MODEL})",
         f"Test pins binned by how confident the final model is in its answer (after temperature "
-        f"scaling on the validation pins), against how often that answer is right. Points below "
-        f"the diagonal are over-confident, above it under-confident; expected calibration error "
+        f"scaling fitted on out-of-fold scores of the training pins), against how often that "
+        f"answer is right. Points below the diagonal are over-confident, above it "
+        f"under-confident; expected calibration error "
         f"{rel['ece']:.3f}.",
     )
+
+
+def _held_out(unknown: dict) -> str:
+    if "rotations" not in unknown:  # results.json of pinid 0.2: one draw of held-out users
+        return "Some users held out of training"
+    return f"Every user held out of training once ({unknown['rotations']} rotations)"
+
+
+def _threshold_rule(unknown: dict) -> str:
+    if "rejection_target" not in unknown:  # pinid 0.2
+        return "the best mean of known-user accuracy and unknown-user rejection"
+    target = f"{100 * unknown['rejection_target']:.0f}% of strangers' validation pins"
+    if unknown["target_reached"]:
+        return f"the lowest refusing {target}"
+    return f"the best balance: no T below 1 refuses {target}"
 
 
 def unknown_users(results: dict, folder: Path) -> Figure | None:
@@ -156,10 +172,7 @@ def unknown_users(results: dict, folder: Path) -> Figure | None:
     accuracy = [p["known_accuracy"] for p in curve]
     ax.plot(rejected, accuracy, "-", color="tab:blue", label="thresholds 0 to 1")
     at = unknown["test_at_threshold"]
-    target = f"{100 * unknown['rejection_target']:.0f}% of strangers' validation pins"
-    rule = f"the lowest refusing {target}" if unknown["target_reached"] else (
-        f"the best balance: no T below 1 refuses {target}"
-    )  # fmt: skip
+    rule = _threshold_rule(unknown)
     ax.scatter([at["unknown_rejected"]], [at["known_accuracy"]], color="tab:red", zorder=3,
                label=f"chosen on validation: T = {unknown['threshold']:.2f}")  # fmt: skip
     ax.set_xlim(-0.02, 1.02)
@@ -172,10 +185,9 @@ def unknown_users(results: dict, folder: Path) -> Figure | None:
     return Figure(
         "unknown_users",
         "Unknown users: accuracy on known users against rejection of unknown ones",
-        f"Every user held out of training once ({unknown['rotations']} rotations); the answer "
-        f"is 'unknown' when the top calibrated probability is below T. Each point is one T "
-        f"from 0 to 1 on the test side; the red point is the T chosen on validation "
-        f"({unknown['threshold']:.2f}, {rule}): "
+        f"{_held_out(unknown)}; the answer is 'unknown' when the top calibrated probability is "
+        f"below T. Each point is one T from 0 to 1 on the test side; the red point is the T "
+        f"chosen on validation ({unknown['threshold']:.2f}, {rule}): "
         f"{100 * at['known_accuracy']:.1f}% of known users' pins answered right, "
         f"{100 * at['unknown_rejected']:.1f}% of unknown users' pins rejected.",
     )
