@@ -67,7 +67,10 @@ def test_page_numbers_come_from_results_json(run_dir):
         assert f"<th>{user}</th>" in html
     calibration = html[html.index('id="calibration"') :]
     assert f"{results['calibration']['ece_after']:.3f}" in calibration
-    assert "could not fit without the held-out users" in html  # four users: none to spare
+    unknown = html[html.index('id="unknown"') :]
+    at = results["unknown_users"]["test_at_threshold"]
+    assert f"T = {results['unknown_users']['threshold']:.2f}" in unknown
+    assert f"{100 * at['unknown_rejected']:.1f}" in unknown
 
 
 def test_report_command_regenerates_and_refuses_a_folder_without_results(run_dir, tmp_path, capsys):

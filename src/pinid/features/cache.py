@@ -10,6 +10,7 @@ as missing and recomputed. Entries are not fsynced one by one: losing one costs 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -48,8 +49,11 @@ class FeatureCache:
         return self._path(sha256).is_file()
 
     def put(self, sha256: str, vector: np.ndarray) -> None:
-        vector = np.ascontiguousarray(vector, dtype=np.float32)
-        self._write(self._path(sha256), lambda fh: np.save(fh, vector, allow_pickle=False))
+        # serialised first: np.save straight to a file reports a short write (a full disk)
+        # without an errno, where a plain write raises ENOSPC
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(vector, dtype=np.float32), allow_pickle=False)
+        self._write(self._path(sha256), lambda fh: fh.write(buffer.getvalue()))
 
     def _write(self, path: Path, write) -> None:
         """``path`` written whole or not at all; a full disk or a read-only cache is one line
