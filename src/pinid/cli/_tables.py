@@ -27,15 +27,21 @@ def format_summary(results: dict) -> str:
         at = u["test_at_threshold"]
         lines.append(
             f"unknown users ({u['rotations']} rotations): below {u['threshold']:.2f} "
-            f"(chosen on validation) "
-            f"{100 * at['unknown_rejected']:.1f}% of unknown users' test pins rejected, "
-            f"{100 * at['known_accuracy']:.1f}% of known users' answered right "
+            f"(chosen on validation) {rejection_rates(at)} "
             f"({100 * u['test_without_rejection']['known_accuracy']:.1f}% without rejection)"
         )
     else:
         lines.append(f"unknown users: {u['skipped']}")
     lines.append("time: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in t.items()))
     return "\n".join(lines)
+
+
+def rejection_rates(at: dict) -> str:
+    """What a threshold does on held-out users' test pins, as ``experiment`` and ``train`` say."""
+    return (
+        f"{100 * at['unknown_rejected']:.1f}% of unknown users' test pins rejected, "
+        f"{100 * at['known_accuracy']:.1f}% of known users' answered right"
+    )
 
 
 def format_table(results: dict) -> str:

@@ -47,12 +47,10 @@ def main(args: argparse.Namespace) -> int:
 
 def rejection_summary(meta: dict) -> str:
     """The threshold chosen in training and what it did to held-out users, in one line."""
+    from pinid.cli._tables import rejection_rates
+
     unknown = meta.get("unknown_users", {})
     if "skipped" in unknown:
         return f'no rejection threshold (it never answers "unknown"): {unknown["skipped"]}'
-    at = unknown["test_at_threshold"]
-    return (
-        f'answers "unknown" below probability {meta["reject_below"]:.2f}: on held-out users, '
-        f"{100 * at['unknown_rejected']:.1f}% of unknown users' test pins refused, "
-        f"{100 * at['known_accuracy']:.1f}% of known users' test pins answered right"
-    )
+    rates = rejection_rates(unknown["test_at_threshold"])
+    return f'answers "unknown" below probability {meta["reject_below"]:.2f}: {rates}'

@@ -76,15 +76,16 @@ def unknown_users(data: PreparedData, split: Split, model: FinalModel, seed: int
     pooled = {side: ([], [], []) for side in ("validation", "test")}  # known, correct, unknown
     for group in groups:
         held = set(group)
+        held_pins = _pins_of(author, held)
         for side, part, fitted_on in (("validation", "val", ("train",)),
                                       ("test", "test", ("train", "val"))):  # fmt: skip
-            fit_ids = {i for p in fitted_on for i in split.ids(p) if author.get(i) not in held}
+            fit_ids = {i for p in fitted_on for i in split.ids(p)} - held_pins
             try:
                 partial = _without(model, data, fit_ids)
             except DataError as exc:  # a small dataset without the held-out users may not fit
                 return {"skipped": f"could not fit without the held-out users: {exc}"}
             known, correct, unknown = pooled[side]
-            confidence, right = _answers(partial, data, split.ids(part) - _pins_of(author, held))
+            confidence, right = _answers(partial, data, split.ids(part) - held_pins)
             known.append(confidence)
             correct.append(right)
             who = {u for u in held if role[u] == side}
