@@ -20,7 +20,7 @@ from pinid.data.split import split_for
 from pinid.errors import DataError, ModelFileError, PinidError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
 from pinid.features.pin_features import PinFeatures
-from pinid.models.answer import Answer, Candidate, Evidence
+from pinid.models.answer import AccountPair, Answer, Candidate, Evidence, PinPair
 from pinid.models.final_model import FinalModel, Ranking
 from pinid.models.io import (
     TrainingPins,
@@ -32,8 +32,11 @@ from pinid.models.io import (
 
 if TYPE_CHECKING:
     from pinid.features.extract import ImageFeatureExtractor
+    from pinid.models.linking import AccountLinker
 
 TOP = 10
+LINKS_TOP = 20
+LINKS_MAX = 1000
 NOTHING_KNOWN = "nothing the model knows; text not used"
 
 
@@ -80,6 +83,7 @@ class Model:
         self._reject_rule = reject_below  # as asked: "auto" follows a reloaded model
         self._progress = progress
         self._extractor: ImageFeatureExtractor | None = None
+        self._linker: AccountLinker | None = None
 
     # --- files ----------------------------------------------------------------------------
     @classmethod
@@ -230,6 +234,18 @@ class Model:
             answers.append(self._answer(candidates, used, note))
         return answers
 
+    # --- accounts ------------------------------------------------------------------------
+    def links(self, top: int = LINKS_TOP) -> list[AccountPair]:
+        """The pairs of this model's users most likely to be one person, best first, each with
+        its most alike pin pairs (:mod:`pinid.models.linking`; fitted on first use)."""
+        _check_links_top(top)
+        if self._linker is None:
+            from pinid.models.linking import AccountLinker
+
+            base = self.final.views_.base
+            self._linker = AccountLinker().fit(self.pins.texts, base.train_image_, self.pins.users)
+        return account_pairs(self._linker, self.pins, top)
+
     def _candidates(
         self, ranking: Ranking, j: int, has_text: bool, has_image: bool, top: int
     ) -> list[Candidate]:
@@ -270,6 +286,33 @@ class Model:
             image_error=None,
             model=self.name,
         )
+
+
+def account_pairs(linker: AccountLinker, pins: TrainingPins, top: int) -> list[AccountPair]:
+    """A fitted linker's ``top`` pairs, their pins named as ``pins`` (row-aligned) names them."""
+    return [
+        AccountPair.model_construct(
+            accounts=[str(linker.accounts_[i]) for i in pair.accounts],
+            score=pair.score,
+            evidence=[
+                PinPair.model_construct(
+                    pins=[pins.pin_ids[i] for i in e.pins],
+                    texts=[pins.texts[i] for i in e.pins],
+                    images=[pins.images[i] for i in e.pins],
+                    image_urls=[None, None],
+                    view=e.view,
+                    similarity=e.similarity,
+                )
+                for e in pair.evidence
+            ],
+        )
+        for pair in linker.pairs(top)
+    ]
+
+
+def _check_links_top(top: int) -> None:
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= LINKS_MAX:
+        raise ValueError(f"top must be a whole number from 1 to {LINKS_MAX}, not {top!r}")
 
 
 def _check_top(top: int) -> None:
@@ -327,6 +370,37 @@ def train(
     model = Model(final, pins, extractor_record(cnn), meta=meta)
     model._extractor = cnn
     return model
+
+
+def link(
+    data: str | Path | Dataset | Any,
+    *,
+    root: str | Path = ".",
+    top: int = LINKS_TOP,
+    extractor: str = DEFAULT_EXTRACTOR,
+    style: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_unreadable: float = MAX_FAILURE_RATE,
+) -> list[AccountPair]:
+    """The accounts of a dataset most likely to be one person's, without a trained model: the
+    image view's vectors are the CNN features standardised and normalised as the model's are
+    (no classifier is fitted). Every account is kept, however few its pins."""
+    from pinid.features.dataset import prepare
+    from pinid.features.extract import ImageFeatureExtractor
+    from pinid.models.linking import AccountLinker
+    from pinid.models.modality import make_image_model
+
+    _check_links_top(top)
+    dataset = _dataset(data, root)
+    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style)
+    prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, minimum=1)
+    pins = prepared.dataset.pins
+    vectors = make_image_model()[:-1].fit_transform(prepared.features.images)
+    linker = AccountLinker().fit([p.text for p in pins], vectors, [p.user for p in pins])
+    return account_pairs(linker, TrainingPins(
+        pin_ids=[p.pin_id for p in pins], texts=[p.text for p in pins],
+        images=[str(p.image.resolve()) for p in pins], users=[p.user for p in pins],
+    ), top)  # fmt: skip
 
 
 def _dataset(data: str | Path | Dataset | Any, root: str | Path) -> Dataset:

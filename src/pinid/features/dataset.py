@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pinid.data import Dataset, PinidWarning
+from pinid.data.pins import MIN_PINS_TO_SPLIT
 from pinid.features import MAX_FAILURE_RATE
 from pinid.features.extract import ImageFeatureExtractor, check_failure_rate
 from pinid.features.pin_features import PinFeatures
@@ -39,9 +40,11 @@ def prepare(
     *,
     max_unreadable: float = MAX_FAILURE_RATE,
     strict: bool = False,
+    minimum: int = MIN_PINS_TO_SPLIT,
 ) -> PreparedData:
-    """Image features for every pin; pins with unreadable images are left out with a warning."""
-    dataset = dataset.drop_small_users(strict=strict)
+    """Image features for every pin; pins with unreadable images are left out with a warning,
+    and users with fewer than ``minimum`` pins too."""
+    dataset = dataset.drop_small_users(minimum, strict=strict)
     result = extractor.extract([p.image for p in dataset.pins], what="pins")
     check_failure_rate(result.unreadable, [str(p.image) for p in dataset.pins], max_unreadable)
     unreadable = {dataset.pins[i].pin_id: reason for i, reason in result.unreadable.items()}
@@ -54,7 +57,7 @@ def prepare(
         )
     keep = np.flatnonzero(result.readable)
     kept = Dataset(tuple(dataset.pins[i] for i in keep), dataset.root, dataset.source)
-    kept = kept.drop_small_users(strict=strict)
+    kept = kept.drop_small_users(minimum, strict=strict)
     users = set(kept.users)
     rows = np.array([i for i in keep if dataset.pins[i].user in users], dtype=int)
     features = PinFeatures([dataset.pins[i].text for i in rows], result.features[rows])

@@ -44,3 +44,28 @@ class Answer(BaseModel):
     text_note: str | None = Field(None, description="why a given text was not used")
     image_error: str | None = Field(None, description="why a given image could not be read")
     model: str = Field(description="the model that answered")
+
+
+class PinPair(BaseModel):
+    """Two pins, one of each account, that look alike: what a person can check."""
+
+    pins: list[str] = Field(description="the two pins' ids, in the order of the accounts")
+    texts: list[str] = Field(description="their texts")
+    images: list[str | None] = Field(
+        description="their images as the model recorded them (paths); null in the service"
+    )
+    image_urls: list[str | None] = Field(
+        [None, None], description="the service's thumbnails of them (null outside the service)"
+    )
+    view: str = Field(description='where they are alike: "words", "chars" or "image"')
+    similarity: float = Field(description="their cosine similarity in that view")
+
+
+class AccountPair(BaseModel):
+    """Two accounts that may be one person's."""
+
+    accounts: list[str] = Field(description="the two accounts")
+    score: float = Field(
+        description="probability that one person runs both, as learnt from accounts cut in two"
+    )
+    evidence: list[PinPair] = Field(description="their most alike pin pairs, best first")

@@ -1,0 +1,271 @@
+"""Which accounts does one person run? Accounts compared with accounts, with evidence.
+
+Each account gets a profile per view. Words and character n-grams: account-level tf-idf, a term
+weighted by the share of the account's pins that use it times its rarity among accounts, so that
+a term many accounts use counts little and an account's own habits count much. Image: the mean
+of its pins' image-view vectors. Per view, two accounts' similarity is the cosine of their
+profiles less the mean of each one's similarity to its nearest accounts (CSLS), so that an
+account close to everyone (a hub) does not link with everyone; the score averages the views.
+
+The score is mapped to [0, 1] by a logistic fitted on self-splits: each account with enough pins
+is cut in two at random; among each half's nearest accounts, its other half is a positive pair
+and the rest negative. So a score is the probability that a pair of nearby accounts is one
+account seen twice. The search is exact and blockwise: no (accounts x accounts) matrix is ever
+held whole, and only each account's nearest ``neighbours`` become candidate pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import normalize
+
+from pinid.errors import DataError
+from pinid.features.text import clean, tokenize
+
+VIEWS = ("words", "chars", "image")
+MIN_PINS_TO_HALVE = 4
+BLOCK = 1024
+"""Accounts scored at a time: a block's scores are BLOCK x accounts floats per view."""
+
+
+@dataclass
+class PinPair:
+    """Two pins, one of each account, and how alike they are in one view (pin indices)."""
+
+    pins: tuple[int, int]
+    view: str
+    similarity: float
+
+
+@dataclass
+class LinkedPair:
+    """Two accounts (indices into ``accounts_``), their score and the evidence."""
+
+    accounts: tuple[int, int]
+    score: float
+    evidence: list[PinPair]
+
+
+def _term_counts(texts: Sequence[str]) -> dict[str, sp.csr_matrix]:
+    """Which words and which character 2-5-grams each pin uses (terms of 2+ pins)."""
+    words = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
+                            min_df=2, binary=True, dtype=np.float32)  # fmt: skip
+    chars = CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), preprocessor=clean,
+                            lowercase=False, min_df=2, binary=True, dtype=np.float32)  # fmt: skip
+    out = {}
+    for view, vectorizer in (("words", words), ("chars", chars)):
+        try:
+            out[view] = sp.csr_matrix(vectorizer.fit_transform(list(texts)))
+        except ValueError:  # no term in two pins: the view says nothing
+            out[view] = sp.csr_matrix((len(texts), 0), dtype=np.float32)
+    return out
+
+
+def _membership(account_of_pin: np.ndarray, n_accounts: int) -> sp.csr_matrix:
+    """(accounts, pins): each account's row averages its pins."""
+    counts = np.bincount(account_of_pin, minlength=n_accounts).astype(np.float32)
+    n = len(account_of_pin)
+    return sp.csr_matrix((1.0 / counts[account_of_pin], (account_of_pin, np.arange(n))),
+                         shape=(n_accounts, n))  # fmt: skip
+
+
+def _profiles(
+    terms: dict[str, sp.csr_matrix], images: np.ndarray, account_of_pin: np.ndarray, m: int
+) -> tuple[dict, dict]:
+    """Account profiles per view (unit rows) and the term weights (rarity among accounts)."""
+    average = _membership(account_of_pin, m)
+    profiles, weights = {}, {}
+    for view, counts in terms.items():
+        share = average @ counts  # the share of the account's pins using each term
+        used_by = np.bincount(share.indices, minlength=counts.shape[1])
+        weights[view] = (np.log((1 + m) / (1 + used_by)) + 1).astype(np.float32)
+        profiles[view] = sp.csr_matrix(normalize(share @ sp.diags(weights[view])))
+    profiles["image"] = normalize(np.asarray(average @ images, np.float32))
+    return profiles, weights
+
+
+def _blocks(m: int) -> Iterator[np.ndarray]:
+    for start in range(0, m, BLOCK):
+        yield np.arange(start, min(start + BLOCK, m))
+
+
+def _cosines(profile, rows: np.ndarray) -> np.ndarray:
+    part = profile[rows] @ profile.T
+    part = part.toarray() if sp.issparse(part) else np.asarray(part)
+    part = part.astype(np.float32, copy=False)
+    part[np.arange(len(rows)), rows] = -np.inf  # an account is not its own candidate
+    return part
+
+
+def _hubness(profile, neighbours: int) -> np.ndarray:
+    """Each account's mean cosine to its ``neighbours`` nearest accounts."""
+    m = profile.shape[0]
+    k = min(neighbours, m - 1)
+    out = np.zeros(m, np.float32)
+    for rows in _blocks(m):
+        S = _cosines(profile, rows)
+        out[rows] = np.partition(S, m - k, axis=1)[:, m - k :].mean(axis=1)
+    return out
+
+
+class _Space:
+    """Profiles of some accounts and the corrected similarity between them."""
+
+    def __init__(self, profiles: dict, neighbours: int) -> None:
+        self.profiles = profiles
+        self.hubness = {v: _hubness(p, neighbours) for v, p in profiles.items()}
+        self.m = profiles["image"].shape[0]
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, accounts) mean CSLS over the views; -inf on an account itself."""
+        total = np.zeros((len(rows), self.m), np.float32)
+        for view, profile in self.profiles.items():
+            h = self.hubness[view]
+            total += _cosines(profile, rows) - (h[rows, None] + h[None, :]) / 2
+        return total / len(self.profiles)
+
+    def nearest(self, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each account's ``neighbours`` best accounts (m, k) and their scores, best first."""
+        k = min(neighbours, self.m - 1)
+        best = np.zeros((self.m, k), np.int64)
+        values = np.zeros((self.m, k), np.float32)
+        for rows in _blocks(self.m):
+            S = self.scores(rows)
+            top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+            top_s = np.take_along_axis(S, top, axis=1)
+            order = np.argsort(-top_s, axis=1, kind="stable")
+            best[rows] = np.take_along_axis(top, order, axis=1)
+            values[rows] = np.take_along_axis(top_s, order, axis=1)
+        return best, values
+
+
+class AccountLinker(BaseEstimator):
+    """Scores pairs of accounts by how likely one person runs both.
+
+    Parameters
+    ----------
+    neighbours : int
+        Accounts each account is compared with closely: the hubness correction's neighbourhood
+        and the candidate pairs of :meth:`pairs`.
+    evidence : int
+        Pin pairs shown per account pair.
+    random_state : int
+        Seed of the self-splits that fit the score's logistic.
+
+    Attributes
+    ----------
+    accounts_ : ndarray of str
+        The accounts, as sorted; pairs name them by index.
+    calibration_ : tuple of float
+        Slope and intercept of the score's logistic.
+    """
+
+    def __init__(self, neighbours: int = 10, evidence: int = 3, random_state: int = 0) -> None:
+        self.neighbours = neighbours
+        self.evidence = evidence
+        self.random_state = random_state
+
+    def fit(
+        self, texts: Sequence[str], image_vectors: np.ndarray, accounts: Sequence[str]
+    ) -> AccountLinker:
+        """``image_vectors``: the pins' image-view vectors (one row per pin, any width)."""
+        accounts = np.asarray(accounts).astype(str)
+        if not len(texts) == len(image_vectors) == len(accounts):
+            raise ValueError("texts, image vectors and accounts must be row-aligned")
+        self.accounts_, self.account_of_pin_ = np.unique(accounts, return_inverse=True)
+        if len(self.accounts_) < 2:
+            raise DataError("linking accounts needs at least two accounts")
+        self.images_ = normalize(np.asarray(image_vectors, np.float32))
+        self.terms_ = _term_counts(texts)
+        profiles, self.weights_ = _profiles(
+            self.terms_, self.images_, self.account_of_pin_, len(self.accounts_)
+        )
+        self.space_ = _Space(profiles, self.neighbours)
+        self.pin_vectors_ = {
+            v: sp.csr_matrix(normalize(counts @ sp.diags(self.weights_[v])))
+            for v, counts in self.terms_.items()
+        }
+        self.pin_vectors_["image"] = self.images_
+        self.calibration_ = self._calibrate()
+        return self
+
+    def _calibrate(self) -> tuple[float, float]:
+        halves, twin = self._halves()
+        if twin is None:  # no account has enough pins to halve: the score is the plain logistic
+            return 1.0, 0.0
+        space = _Space(_profiles(self.terms_, self.images_, halves, len(twin))[0], self.neighbours)
+        best, values = space.nearest(self.neighbours)
+        halved = twin >= 0
+        hit = best[halved] == twin[halved, None]
+        x, y = values[halved].ravel(), hit.ravel()
+        if y.all() or not y.any():
+            return 1.0, 0.0
+        fit = LogisticRegression(C=100.0).fit(x[:, None], y)
+        return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+    def _halves(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each account with enough pins cut in two at random: every pin's half-account and
+        each half's twin (-1 for an account left whole)."""
+        rng = np.random.default_rng(self.random_state)
+        halves = np.empty_like(self.account_of_pin_)
+        twin: list[int] = []
+        for account in range(len(self.accounts_)):
+            pins = np.flatnonzero(self.account_of_pin_ == account)
+            first = len(twin)
+            if len(pins) < MIN_PINS_TO_HALVE:
+                halves[pins] = first
+                twin.append(-1)
+                continue
+            pins = rng.permutation(pins)
+            halves[pins[: len(pins) // 2]], halves[pins[len(pins) // 2 :]] = first, first + 1
+            twin += [first + 1, first]
+        twins = np.array(twin)
+        return halves, (twins if (twins >= 0).any() else None)
+
+    # --- scores ---------------------------------------------------------------------------
+    def probability(self, values: np.ndarray) -> np.ndarray:
+        """Scores (mean CSLS) as probabilities."""
+        slope, intercept = self.calibration_
+        return 1.0 / (1.0 + np.exp(-(slope * np.asarray(values, np.float64) + intercept)))
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, accounts) uncalibrated scores of the accounts ``rows`` against all."""
+        return self.space_.scores(np.asarray(rows))
+
+    def pairs(self, top: int = 20) -> list[LinkedPair]:
+        """The ``top`` best pairs among each account's nearest accounts, best first."""
+        best, values = self.space_.nearest(self.neighbours)
+        a = np.repeat(np.arange(len(best)), best.shape[1])
+        b, v = best.ravel(), values.ravel()
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        _, first = np.unique(low * len(best) + high, return_index=True)  # each pair once
+        order = first[np.lexsort((high[first], low[first], -v[first]))][:top]
+        probabilities = self.probability(v[order])
+        return [
+            LinkedPair((int(low[i]), int(high[i])), float(p), self._evidence(low[i], high[i]))
+            for i, p in zip(order, probabilities, strict=True)
+        ]
+
+    def _evidence(self, a: int, b: int) -> list[PinPair]:
+        """The most alike pin pairs across two accounts, over the views, best first."""
+        pins_a = np.flatnonzero(self.account_of_pin_ == a)
+        pins_b = np.flatnonzero(self.account_of_pin_ == b)
+        found: dict[tuple[int, int], PinPair] = {}
+        for view in VIEWS:
+            vectors = self.pin_vectors_[view]
+            S = vectors[pins_a] @ vectors[pins_b].T
+            S = S.toarray() if sp.issparse(S) else S
+            k = min(self.evidence, S.size)
+            for flat in np.argsort(-S, axis=None, kind="stable")[:k]:
+                i, j = np.unravel_index(flat, S.shape)
+                pair, similarity = (int(pins_a[i]), int(pins_b[j])), min(float(S[i, j]), 1.0)
+                if similarity > 0 and (pair not in found or found[pair].similarity < similarity):
+                    found[pair] = PinPair(pair, view, similarity)
+        return sorted(found.values(), key=lambda p: -p.similarity)[: self.evidence]
