@@ -71,6 +71,11 @@ def test_page_numbers_come_from_results_json(run_dir):
     at = results["unknown_users"]["test_at_threshold"]
     assert f"T = {results['unknown_users']['threshold']:.2f}" in unknown
     assert f"{100 * at['unknown_rejected']:.1f}" in unknown
+    linking = html[html.index('id="linking"') :]
+    # four users of five clips: none has the 8 training pins a split account needs
+    assert "left out: no user with 8+ training pins to split" in linking
+    for pair in results["linking"]["pairs"]:
+        assert f"{pair['score']:.3f}" in linking and pair["accounts"][0] in linking
 
 
 def test_report_command_regenerates_and_refuses_a_folder_without_results(run_dir, tmp_path, capsys):
@@ -89,17 +94,23 @@ def test_report_renders_in_a_real_browser(run_dir):
     browser = chromium()
     try:
         browser.get((run_dir / "report.html").as_uri())
-        widths = browser.execute_script(
-            "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
+        widths, thumbnails = browser.execute_script(
+            "const w = s => Array.from(document.querySelectorAll(s))"
+            "  .map(i => i.complete ? i.naturalWidth : 0);"
+            "return [w('figure img'), w('#linked-pairs img')]"
         )
         rows = browser.execute_script(
-            "return ['table1', 'table2', 'table3', 'ablation', 'calibration', 'unknown']"
+            "return ['table1', 'table2', 'table3', 'ablation', 'calibration', 'unknown',"
+            " 'linked-pairs']"
             ".map(id => document.getElementById(id).rows.length)"
         )
     finally:
         browser.quit()
     assert len(widths) == len(FIGURES) and all(w > 0 for w in widths)
     results = _results(run_dir)
+    pairs = results["linking"]["pairs"]
+    assert len(thumbnails) == 2 * sum(len(p["evidence"]) for p in pairs) > 0
+    assert all(w > 0 for w in thumbnails)  # the model folder's thumbnails of the evidence
     n_table3 = len(results["analyses"]["table3"]["lowest"])
     n_table2 = len(TABLE_ROWS) + sum(m.startswith("cf_ref_") for m in results["models"])
-    assert rows == [1 + 5, 1 + n_table2, 2 + n_table3, 1 + len(BEYOND_ROWS), 4, 3]
+    assert rows == [1 + 5, 1 + n_table2, 2 + n_table3, 1 + len(BEYOND_ROWS), 4, 3, 1 + len(pairs)]

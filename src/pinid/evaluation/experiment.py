@@ -19,6 +19,7 @@ from pinid.data import Dataset, save_split
 from pinid.data.split import choose_split
 from pinid.evaluation.analyses import analyse
 from pinid.evaluation.calibration import calibration_summary
+from pinid.evaluation.linking import linking_results, real_pairs
 from pinid.evaluation.metrics import RECALL_K, evaluate_ranking
 from pinid.evaluation.unknown import unknown_users
 from pinid.features import MAX_FAILURE_RATE
@@ -119,6 +120,15 @@ def run_experiment(
     timings["unknown_users"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    board = {p.pin_id: p.board for p in data.dataset.pins}
+    linking = linking_results(
+        training_pins.texts, model.train_image_, training_pins.users,
+        [board[pin_id] for pin_id in training_pins.pin_ids], seed,
+    )  # fmt: skip
+    linking["pairs"] = real_pairs(reranked, training_pins)
+    timings["linking"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     analyses = analyse(  # the paper's analyses of its model; confusions and calibration of ours
         data, model, y_true, final.users[:, 0], final.probability[:, 0], per_user["cf_ref"], seed
     )
@@ -150,6 +160,7 @@ def run_experiment(
         "per_user_f1": per_user,
         "calibration": calibration,
         "unknown_users": unknown,
+        "linking": linking,
         "chosen_C": chosen,
         "validation_accuracy": {
             m: {str(c): a for c, a in s.items()} for m, s in validation.items()

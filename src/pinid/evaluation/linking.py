@@ -18,10 +18,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import normalize
 
 from pinid.features.text import make_text_vectorizer
-from pinid.models.linking import AccountLinker, LinkedPair
+from pinid.models.final_model import FinalModel
+from pinid.models.io import TrainingPins
+from pinid.models.linking import AccountLinker
 
 MIN_PINS = 8
 MIN_SIDE = 3
+TOP_PAIRS = 20
 PROTOCOLS = ("random", "board")
 SEPARATOR = "\x00"  # pseudo-account = user + SEPARATOR + side: no user name holds it
 
@@ -116,7 +119,7 @@ def linking_results(
     """``results.json["linking"]``: each protocol's twin metrics (and the floor's), or why a
     protocol was left out."""
     results: dict = {"min_pins": MIN_PINS, "method": "account profiles (words, character "
-                     "n-grams, image), cosine less hubness (CSLS), averaged"}  # fmt: skip
+                     "n-grams, text shape, image), cosine less hubness (CSLS), averaged"}  # fmt: skip
     for protocol in PROTOCOLS:
         if protocol == "board" and not any(boards):
             results["board_skipped"] = "the data has no boards"
@@ -136,16 +139,20 @@ def linking_results(
     return results
 
 
-def pair_record(pair: LinkedPair, accounts: np.ndarray, pin_ids: Sequence[str],
-                texts: Sequence[str]) -> dict:  # fmt: skip
-    """A linked pair as ``--json`` and results.json write it."""
-    return {
-        "accounts": [str(accounts[pair.accounts[0]]), str(accounts[pair.accounts[1]])],
-        "score": round(pair.score, 4),
-        "evidence": [
-            {"pins": [pin_ids[e.pins[0]], pin_ids[e.pins[1]]],
-             "texts": [texts[e.pins[0]], texts[e.pins[1]]],
-             "view": e.view, "similarity": round(e.similarity, 4)}
+def real_pairs(model: FinalModel, pins: TrainingPins, top: int = TOP_PAIRS) -> list[dict]:
+    """The ``top`` pairs of the model's users that ``pinid link`` lists, for results.json: each
+    evidence pin also by its row among the training pins (the model folder's thumbnail)."""
+    from pinid.api import account_pairs
+
+    base = model.views_.base
+    linker = AccountLinker().fit(pins.texts, base.train_image_, pins.users)
+    row = {pin_id: i for i, pin_id in enumerate(pins.pin_ids)}
+    records = []
+    for pair in account_pairs(linker, pins, top):
+        record = pair.model_dump(exclude={"evidence"})
+        record["evidence"] = [
+            {**e.model_dump(exclude={"images", "image_urls"}), "rows": [row[p] for p in e.pins]}
             for e in pair.evidence
-        ],
-    }  # fmt: skip
+        ]
+        records.append(record)
+    return records

@@ -1,11 +1,13 @@
 """Which accounts does one person run? Accounts compared with accounts, with evidence.
 
-Each account gets a profile per view. Words and character n-grams: account-level tf-idf, a term
-weighted by the share of the account's pins that use it times its rarity among accounts, so that
-a term many accounts use counts little and an account's own habits count much. Image: the mean
-of its pins' image-view vectors. Per view, two accounts' similarity is the cosine of their
-profiles less the mean of each one's similarity to its nearest accounts (CSLS), so that an
-account close to everyone (a hub) does not link with everyone; the score averages the views.
+Each account gets a profile per view. Words, character n-grams and the shape of its texts
+(:func:`text_shape`: capitals, punctuation, digits, how titles are written -- habits that stay
+when the subject changes): account-level tf-idf, a term weighted by the share of the account's
+pins that use it times its rarity among accounts, so that a term many accounts use counts little
+and an account's own habits count much. Image: the mean of its pins' image-view vectors. Per
+view, two accounts' similarity is the cosine of their profiles less the mean of each one's
+similarity to its nearest accounts (CSLS), so that an account close to everyone (a hub) does
+not link with everyone; the score averages the views.
 
 The score is mapped to [0, 1] by a logistic fitted on self-splits: each account with enough pins
 is cut in two at random; among each half's nearest accounts, its other half is a positive pair
@@ -16,6 +18,7 @@ held whole, and only each account's nearest ``neighbours`` become candidate pair
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,10 +30,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from pinid.errors import DataError
-from pinid.features.text import clean, tokenize
+from pinid.features.text import MAX_TEXT_CHARS, clean, tokenize
 
-VIEWS = ("words", "chars", "image")
+EVIDENCE_VIEWS = ("words", "chars", "image")
+"""Two texts of the same shape are no evidence a person can weigh: shape only scores."""
 MIN_PINS_TO_HALVE = 4
+_SMALL, _CAPITAL, _DIGIT = re.compile("[a-z]"), re.compile("[A-Z]"), re.compile("[0-9]")
+_SMALL_RUN, _DIGITS = re.compile("x{3,}"), re.compile("0{2,}")
 BLOCK = 1024
 """Accounts scored at a time: a block's scores are BLOCK x accounts floats per view."""
 
@@ -53,14 +59,25 @@ class LinkedPair:
     evidence: list[PinPair]
 
 
+def text_shape(text: str) -> str:
+    """How a text is written, whatever it is about: ASCII capitals, small letters and digits as
+    X, x and 0, runs of three or more small letters as xxx and of digits as 00; punctuation,
+    spacing and other letters kept as they are (accents hint at a language)."""
+    text = _DIGIT.sub("0", _CAPITAL.sub("X", _SMALL.sub("x", text[:MAX_TEXT_CHARS])))
+    return _DIGITS.sub("00", _SMALL_RUN.sub("xxx", text))
+
+
 def _term_counts(texts: Sequence[str]) -> dict[str, sp.csr_matrix]:
-    """Which words and which character 2-5-grams each pin uses (terms of 2+ pins)."""
+    """Which words, character 2-5-grams and 2-4-grams of the text's shape each pin uses
+    (terms of 2+ pins)."""
     words = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
                             min_df=2, binary=True, dtype=np.float32)  # fmt: skip
     chars = CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), preprocessor=clean,
                             lowercase=False, min_df=2, binary=True, dtype=np.float32)  # fmt: skip
+    shape = CountVectorizer(analyzer="char", ngram_range=(2, 4), preprocessor=text_shape,
+                            lowercase=False, min_df=2, binary=True, dtype=np.float32)  # fmt: skip
     out = {}
-    for view, vectorizer in (("words", words), ("chars", chars)):
+    for view, vectorizer in (("words", words), ("chars", chars), ("shape", shape)):
         try:
             out[view] = sp.csr_matrix(vectorizer.fit_transform(list(texts)))
         except ValueError:  # no term in two pins: the view says nothing
@@ -258,7 +275,7 @@ class AccountLinker(BaseEstimator):
         pins_a = np.flatnonzero(self.account_of_pin_ == a)
         pins_b = np.flatnonzero(self.account_of_pin_ == b)
         found: dict[tuple[int, int], PinPair] = {}
-        for view in VIEWS:
+        for view in EVIDENCE_VIEWS:
             vectors = self.pin_vectors_[view]
             S = vectors[pins_a] @ vectors[pins_b].T
             S = S.toarray() if sp.issparse(S) else S
