@@ -156,3 +156,17 @@ def test_link_command_on_a_dataset_writes_json_lines(sample_corpus, tmp_path, ca
     assert main(["link", "--model", str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err
     assert "absent" in err
+
+
+@pytest.mark.slow
+def test_model_links_are_the_command_s_pairs_and_check_top(sample_model, capsys):
+    import pinid
+
+    model = pinid.load(sample_model)
+    pairs = model.links(top=2)
+    assert main(["link", "--model", str(sample_model), "--json", "--top", "2"]) == 0
+    assert [p.model_dump() for p in pairs] == json.loads(capsys.readouterr().out)["pairs"]
+    assert all(isinstance(p, pinid.AccountPair) for p in pairs)
+    for bad in (0, 1001, 2.5, True):
+        with pytest.raises(ValueError, match="top must be"):
+            model.links(top=bad)

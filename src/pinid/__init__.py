@@ -1,7 +1,8 @@
 """pinid: which user posted this pin (an image plus a short text)?
 
-The Python API: :func:`train`, :func:`load`, :class:`Model` (``identify``, ``identify_many``),
-the :class:`Answer` every answer is, and :class:`PinClassifier` for scikit-learn. They are
+The Python API: :func:`train`, :func:`load`, :class:`Model` (``identify``, ``identify_many``,
+``links``), the :class:`Answer` every answer is, :func:`link` (accounts that look alike, with
+:class:`AccountPair`) and :class:`PinClassifier` for scikit-learn. They are
 imported on first use, so ``import pinid`` (and the CLI) stays light.
 """
 
@@ -9,22 +10,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"
-__all__ = ["Answer", "Candidate", "Evidence", "Model", "PinClassifier", "load", "train"]
+__version__ = "0.4.0"
+__all__ = ["AccountPair", "Answer", "Candidate", "Evidence", "Model", "PinClassifier", "link",
+           "load", "train"]  # fmt: skip
 
 _HOMES = {
+    "AccountPair": "pinid.models.answer",
     "Answer": "pinid.models.answer",
     "Candidate": "pinid.models.answer",
     "Evidence": "pinid.models.answer",
     "Model": "pinid.api",
     "PinClassifier": "pinid.api",
+    "link": "pinid.api",
     "load": "pinid.api",
     "train": "pinid.api",
 }
 
 if TYPE_CHECKING:
-    from pinid.api import Model, PinClassifier, load, train
-    from pinid.models.answer import Answer, Candidate, Evidence
+    from pinid.api import Model, PinClassifier, link, load, train
+    from pinid.models.answer import AccountPair, Answer, Candidate, Evidence
 
 
 def __getattr__(name: str) -> Any:

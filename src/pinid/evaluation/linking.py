@@ -118,8 +118,11 @@ def linking_results(
 ) -> dict:
     """``results.json["linking"]``: each protocol's twin metrics (and the floor's), or why a
     protocol was left out."""
-    results: dict = {"min_pins": MIN_PINS, "method": "account profiles (words, character "
-                     "n-grams, text shape, image), cosine less hubness (CSLS), averaged"}  # fmt: skip
+    results: dict = {
+        "min_pins": MIN_PINS,
+        "method": "account profiles (words, character n-grams, text shape, image), "
+        "cosine less hubness (CSLS), averaged",
+    }
     for protocol in PROTOCOLS:
         if protocol == "board" and not any(boards):
             results["board_skipped"] = "the data has no boards"
