@@ -32,8 +32,23 @@ def format_summary(results: dict) -> str:
         )
     else:
         lines.append(f"unknown users: {u['skipped']}")
+    if "linking" in results:  # a results.json of pinid 0.3 has none
+        lines.append("account linking, split accounts: " + linking_rates(results["linking"]))
     lines.append("time: " + ", ".join(f"{stage} {s:.1f} s" for stage, s in t.items()))
     return "\n".join(lines)
+
+
+def linking_rates(linking: dict) -> str:
+    """Each split protocol's twin recall@1 / MRR / AUC, or why it was left out."""
+    parts = []
+    for protocol in ("random", "board"):
+        if protocol in linking:
+            m = linking[protocol]
+            parts.append(f"{protocol} halves recall@1 {m['recall_at_1']:.3f}, "
+                         f"MRR {m['mrr']:.3f}, AUC {m['auc']:.3f}")  # fmt: skip
+        else:
+            parts.append(f"{protocol} halves left out ({linking[protocol + '_skipped']})")
+    return "; ".join(parts)
 
 
 def rejection_rates(at: dict) -> str:
