@@ -41,8 +41,13 @@ def test_experiment_writes_results_with_every_model_and_key(run_dir):
     assert calibration["temperature"] > 0
     assert all(0 <= calibration[k] <= 1 for k in ("ece_cf_ref", "ece_before", "ece_after"))
     assert all(c in (0.1, 1.0, 10.0, 100.0) for c in results["chosen_C"].values())
-    assert {"features", "tune_C", "refit", "evaluate"} <= set(results["timings_s"])
+    assert {"features", "tune_C", "refit", "evaluate", "linking"} <= set(results["timings_s"])
     assert (run_dir / "model" / "model.json").is_file()
+    linking = results["linking"]  # five pins a user: no user has the 8 training pins to split
+    assert linking["random_skipped"] == linking["board_skipped"] != ""
+    pairs = linking["pairs"]
+    assert len(pairs) == 6  # every pair of four users is among some user's nearest
+    assert [p["score"] for p in pairs] == sorted((p["score"] for p in pairs), reverse=True)
 
 
 @pytest.mark.slow
@@ -50,6 +55,7 @@ def test_experiment_prints_table_2(sample_corpus, tmp_path, capsys):
     assert main(["experiment", "--data", str(sample_corpus), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "accuracy  macro-F1  recall@10" in out
+    assert "account linking, split accounts: random halves left out (no user with 8+" in out
     for row in TABLE_ROWS:
         assert f"\n{row} " in out
 
