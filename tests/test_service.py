@@ -277,7 +277,7 @@ def test_users_health_schema_and_page(client, predictor):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["users"] == len(users)
     schema = client.get("/openapi.json").json()
-    assert {"/api/identify", "/api/users", "/healthz"} <= set(schema["paths"])
+    assert {"/api/identify", "/api/users", "/api/links", "/healthz"} <= set(schema["paths"])
     page = client.get("/")
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
     assert page.headers["x-content-type-options"] == "nosniff"
@@ -285,6 +285,68 @@ def test_users_health_schema_and_page(client, predictor):
     assert client.get("/static/app.js").status_code == 200
     missing = client.get(f"/api/thumbnails/{len(predictor.pins.pin_ids)}")
     assert missing.status_code == 404 and "detail" in missing.json()
+
+
+def test_links_answer_the_likeliest_account_pairs_with_thumbnails_as_evidence(client, predictor):
+    response = client.get("/api/links")
+    assert response.status_code == 200, response.text
+    pairs = response.json()["pairs"]
+    users = set(predictor.users)
+    assert 0 < len(pairs) <= len(users) * (len(users) - 1) // 2  # every pair at most once
+    scores = [pair["score"] for pair in pairs]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    fetched = 0
+    for pair in pairs:
+        assert set(pair) == {"accounts", "score", "evidence"}
+        a, b = pair["accounts"]
+        assert a != b and {a, b} <= users
+        for evidence in pair["evidence"]:
+            assert set(evidence) == {"pins", "texts", "images", "image_urls", "view", "similarity"}
+            assert evidence["images"] == [None, None]  # never a path on the server
+            assert evidence["view"] in {"words", "chars", "image"}
+            assert -1 <= evidence["similarity"] <= 1 and len(evidence["texts"]) == 2
+            for pin_id, account, url in zip(evidence["pins"], (a, b), evidence["image_urls"],
+                                            strict=True):  # fmt: skip
+                assert predictor.pins.users[predictor.pins.pin_ids.index(pin_id)] == account
+                assert url.startswith("/api/thumbnails/")  # every sample pin has an image
+                thumbnail = client.get(url)
+                assert thumbnail.status_code == 200, url
+                assert thumbnail.headers["content-type"] == "image/jpeg"
+                fetched += 1
+    assert fetched > 0
+    first = client.get("/api/links", params={"top": 1}).json()["pairs"]
+    assert first == pairs[:1]
+    assert client.get("/api/links", params={"top": 1000}).json()["pairs"] == pairs
+
+
+@pytest.mark.parametrize("top", ["0", "-1", "1001", "abc", "2.5", ""])
+def test_links_refuse_a_top_out_of_range_with_422(client, top):
+    response = client.get("/api/links", params={"top": top})
+    assert response.status_code == 422 and response.json()["detail"].startswith("top:")
+
+
+@pytest.mark.slow
+def test_links_follow_a_reloaded_model(model_dir, sample_corpus, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(sample_corpus.parent, corpus)
+    rows = [json.loads(line) for line in sample_corpus.read_text().splitlines()]
+    kept = [r for r in rows if r["user"] != rows[0]["user"]]  # a model without the first user
+    manifest = corpus / "fewer-users.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    app = create_app(Model.load(folder))
+    service = app.state.service
+    with TestClient(app) as client:
+        before = client.get("/api/links").json()["pairs"]
+        assert main(["train", "--data", str(manifest), "--out", str(folder)]) == 0
+        assert client.portal.call(service.reload, "test") is True
+        new_id = service.serving.model_id
+        after = client.get("/api/links").json()["pairs"]
+    assert rows[0]["user"] in {account for pair in before for account in pair["accounts"]}
+    assert after and {a for pair in after for a in pair["accounts"]} <= {r["user"] for r in kept}
+    urls = [url for pair in after for e in pair["evidence"] for url in e["image_urls"]]
+    assert urls and all(url.endswith(f"?model={new_id}") for url in urls)
 
 
 def test_a_full_inference_queue_answers_503_at_once_then_recovers(predictor, pins):
@@ -416,6 +478,47 @@ def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_serve
         browser.quit()
     assert user == pin["user"]
     assert summary.startswith("Used text + image")
+
+
+@pytest.mark.slow
+def test_the_page_lists_accounts_that_look_alike_with_their_thumbnails(
+    live_server, predictor, pins
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = chromium()
+    try:
+        browser.get(live_server + "/")
+        WebDriverWait(browser, 30).until(
+            lambda b: (
+                b.find_elements(By.CSS_SELECTOR, "#link-pairs > li")
+                or "could not" in b.find_element(By.ID, "links-status").text
+            )
+        )
+        status = browser.find_element(By.ID, "links-status").text
+        loaded = WebDriverWait(browser, 10).until(
+            lambda b: b.execute_script(
+                "const images = [...document.querySelectorAll('#links img')];"
+                "return images.length && images.every(i => i.complete && i.naturalWidth > 0)"
+                "  && images.map(i => i.alt)"
+            )
+        )
+        heading = browser.find_element(By.ID, "links-heading").text
+        pairs = browser.find_elements(By.CSS_SELECTOR, "#link-pairs > li")
+        names = [[n.text for n in p.find_elements(By.CSS_SELECTOR, "h3 .name")] for p in pairs]
+        numbers = pairs[0].find_element(By.CSS_SELECTOR, ".numbers").text
+        # identification still works beside it
+        browser.find_element(By.ID, "text-input").send_keys(pins[0]["text"])
+        browser.find_element(By.ID, "identify").click()
+        WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#ranking li"))
+    finally:
+        browser.quit()
+    assert heading == "Accounts that look alike" and status.startswith("The ")
+    assert 0 < len(pairs) <= 10
+    assert all(len(pair) == 2 and set(pair) <= set(predictor.users) for pair in names)
+    assert numbers.startswith("probability that one person runs both ")
+    assert all(alt.startswith("pin ") and " of " in alt for alt in loaded)
 
 
 @pytest.mark.slow

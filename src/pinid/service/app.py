@@ -34,11 +34,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pinid import __version__
-from pinid.api import Model
+from pinid.api import LINKS_MAX, LINKS_TOP, Model
 from pinid.errors import PinidError
 from pinid.features.images import UnreadableImage
 from pinid.features.text import MAX_TEXT_CHARS
-from pinid.models.answer import Answer
+from pinid.models.answer import AccountPair, Answer
 from pinid.models.io import ARRAYS, MODEL_JSON
 from pinid.models.thumbnails import available_thumbnails, read_thumbnail
 from pinid.service.middleware import RequestLimits, SecurityHeaders
@@ -68,6 +68,12 @@ class KnownUser(BaseModel):
 
 class Users(BaseModel):
     users: list[KnownUser]
+
+
+class Links(BaseModel):
+    """``pinid link --json``'s pairs, their pins' images as the service's thumbnails."""
+
+    pairs: list[AccountPair] = Field(description="pairs of accounts, most likely one person first")
 
 
 class Health(BaseModel):
@@ -137,6 +143,16 @@ class Serving:
         answer.model = self.name
         return answer
 
+    def links(self, top: int) -> list[AccountPair]:
+        """This model's likeliest account pairs (its linker fitted on first use), their
+        evidence pointing at thumbnails."""
+        pairs = self.model.links(top)
+        for pair in pairs:
+            for evidence in pair.evidence:
+                evidence.images = [None, None]
+                evidence.image_urls = [self.image_url(pin_id) for pin_id in evidence.pins]
+        return pairs
+
 
 def folder_signature(folder: Path) -> tuple | None:
     """What changes when a model folder is replaced or rewritten (a file of it missing is a
@@ -165,6 +181,10 @@ class Service:
     def identify(self, text: str | None, image: bytes | None, filename: str) -> Answer:
         """Runs in the pool; the model in service when it starts answers the whole request."""
         return self.serving.answer(text, image, filename)
+
+    def links(self, top: int) -> list[AccountPair]:
+        """Runs in the pool; the model in service when it starts answers the whole request."""
+        return self.serving.links(top)
 
     async def reload(self, reason: str) -> bool:
         """Load the model now in the folder beside the one in service, then swap them; a folder
@@ -333,6 +353,26 @@ def create_app(
     async def users() -> dict:
         ranked = sorted(service.serving.counts.items(), key=lambda item: (-item[1], item[0]))
         return {"users": [{"user": u, "pins": n} for u, n in ranked]}
+
+    @app.get(
+        "/api/links",
+        response_model=Links,
+        responses={
+            422: {"model": Error, "description": f"top not a whole number from 1 to {LINKS_MAX}"},
+            503: ERRORS[503],
+        },
+    )
+    async def links(
+        top: Annotated[int, Query(ge=1, le=LINKS_MAX, description="how many pairs")] = LINKS_TOP,
+    ) -> dict:
+        """Pairs of the model's users that may be one person, best first, each with its most
+        alike pin pairs. The first call after a model loads fits the linker (seconds)."""
+        try:
+            pairs = await service.pool.run(service.links, top)
+        except PoolBusy:
+            raise HTTPException(503, "identification queue full; retry shortly",
+                                {"retry-after": "1"}) from None  # fmt: skip
+        return {"pairs": pairs}
 
     @app.get(
         "/api/thumbnails/{row}",

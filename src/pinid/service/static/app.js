@@ -1,4 +1,5 @@
-// pinid's page: send the pin to /api/identify and show the ranked users with their evidence.
+// pinid's page: send the pin to /api/identify and show the ranked users with their evidence;
+// list the accounts that look alike (/api/links) with their most alike pins.
 // Every string from the server is inserted as text, never as HTML.
 "use strict";
 
@@ -176,3 +177,62 @@ fetch("/healthz")
     document.getElementById("size-limit").textContent = "up to " + megabytes(maxBodyBytes);
   })
   .catch(() => showError("The server does not answer."));
+
+const LINKS_SHOWN = 10;
+const linksStatus = document.getElementById("links-status");
+const linkPairs = document.getElementById("link-pairs");
+
+function linkedPin(pinId, account, text, url) {
+  const figure = element("figure", "linked-pin");
+  if (url) {
+    const img = element("img", "thumb");
+    img.src = url;
+    img.alt = "pin " + pinId + " of " + account;
+    figure.append(img);
+  } else {
+    figure.append(element("div", "thumb no-thumb", "no image"));
+  }
+  figure.append(element("figcaption", "evidence-text", text ? "“" + text + "”" : "(no text)"));
+  return figure;
+}
+
+function linkPair(pair, rank) {
+  const item = element("li", "link-pair");
+  const [a, b] = pair.accounts;
+  const title = element("h3", "user");
+  title.append(element("span", "rank", rank + "."), element("span", "name", a),
+    element("span", "and", " and "), element("span", "name", b));
+  item.append(title, element("div", "numbers",
+    "probability that one person runs both " + percent(pair.score)));
+  const evidence = element("ul", "link-evidence");
+  for (const pins of pair.evidence) {
+    const row = element("li");
+    row.append(
+      linkedPin(pins.pins[0], a, pins.texts[0], pins.image_urls[0]),
+      linkedPin(pins.pins[1], b, pins.texts[1], pins.image_urls[1]),
+      element("div", "numbers", "alike in " + pins.view + " · similarity " +
+        pins.similarity.toFixed(2)),
+    );
+    evidence.append(row);
+  }
+  if (!pair.evidence.length) evidence.append(element("li", "numbers", "no pins alike"));
+  item.append(evidence);
+  return item;
+}
+
+fetch("/api/links?top=" + LINKS_SHOWN)
+  .then(async (response) => {
+    const body = await response.json().catch(() => ({ detail: response.statusText }));
+    if (!response.ok) throw new Error(body.detail || "request failed (" + response.status + ")");
+    return body;
+  })
+  .then((links) => {
+    linkPairs.replaceChildren(...links.pairs.map((pair, i) => linkPair(pair, i + 1)));
+    linksStatus.textContent = links.pairs.length
+      ? "The " + links.pairs.length + " pairs of accounts most likely to be one person, " +
+        "each with its most alike pins:"
+      : "The model knows too few accounts to compare.";
+  })
+  .catch((error) => {
+    linksStatus.textContent = "Accounts that look alike could not be loaded: " + error.message;
+  });
