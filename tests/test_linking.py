@@ -153,9 +153,13 @@ def test_link_command_on_a_dataset_writes_json_lines(sample_corpus, tmp_path, ca
     assert len(lines) == 2 and all(len(p["accounts"]) == 2 for p in lines)
     with pytest.raises(SystemExit):
         main(["link", "--data", str(sample_corpus), "--top", "0"])
-    assert main(["link", "--model", str(tmp_path / "absent")]) == 2
-    err = capsys.readouterr().err
-    assert "absent" in err
+    capsys.readouterr()
+    for bad in (["--model", str(tmp_path / "absent")], ["--data", str(tmp_path / "absent.jsonl")],
+                ["--data", str(sample_corpus), "--out", str(tmp_path)]):  # fmt: skip
+        assert main(["link", *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pinid: error: ") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["links.jsonl"]  # nothing partial
 
 
 @pytest.mark.slow
