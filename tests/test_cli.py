@@ -313,3 +313,22 @@ def test_batch_predict_never_overwrites_a_file_it_did_not_write(run_dir, sample_
     out = tmp_path / "pred.jsonl"
     assert main([*args, "--out", str(out)]) == 0
     assert main([*args, "--out", str(out)]) == 0  # its own earlier output: replaced
+
+
+def test_predict_takes_phone_photos_as_their_png_twin(run_dir, tmp_path, capsys):
+    """A 48 MP JPEG (decoded at reduced scale), a HEIC and an AVIF of a training pin's image
+    get the answer its PNG gets."""
+    from PIL import Image
+
+    doc = json.loads((run_dir / "model" / "model.json").read_text())["training_pins"]
+    model = str(run_dir / "model")
+    png = Image.open(doc["image"][0]).convert("RGB")
+    photo = Image.new("RGB", (8064, 6048), "white")  # a phone's 4:3 frame around the clip
+    photo.paste(png.resize((6048, 6048)), (1008, 0))
+    twins = {"photo.jpg": photo, "photo.heic": png, "photo.avif": png}
+    expected = _predict_json(capsys, "--model", model, "--image", doc["image"][0])
+    for name, image in twins.items():
+        image.save(tmp_path / name, quality=90)
+        answer = _predict_json(capsys, "--model", model, "--image", str(tmp_path / name))
+        assert answer["used"] == ["image"], name
+        assert answer["candidates"][0]["user"] == expected["candidates"][0]["user"], name

@@ -121,9 +121,14 @@ def test_folder_tree_reads_user_board_pin_and_text(tmp_path):
     (tmp_path / "ann" / "cats" / "p1.txt").write_text("my cat", encoding="utf-8")
     write_image(tmp_path / "ann" / "dogs" / "p2.jpg", 2)
     write_image(tmp_path / "bob" / "food" / "p3.webp", 3)
+    import pinid.features.images  # noqa: F401  (registers the HEIC encoder for write_image)
+
+    write_image(tmp_path / "bob" / "trip" / "IMG_4.HEIC", 4)  # phones' names, upper case
+    write_image(tmp_path / "bob" / "trip" / "p5.avif", 5)
     dataset = load_dataset(tmp_path)
     pins = {p.pin_id: p for p in dataset.pins}
-    assert set(pins) == {"ann/cats/p1", "ann/dogs/p2", "bob/food/p3"}
+    assert set(pins) == {"ann/cats/p1", "ann/dogs/p2", "bob/food/p3", "bob/trip/IMG_4",
+                         "bob/trip/p5"}  # fmt: skip
     assert (pins["ann/cats/p1"].user, pins["ann/cats/p1"].board) == ("ann", "cats")
     assert pins["ann/cats/p1"].text == "my cat"
     assert pins["ann/dogs/p2"].text == ""  # no .txt = empty text

@@ -104,3 +104,55 @@ def test_huge_header_is_refused_before_decoding():
     data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
     with pytest.raises(UnreadableImage, match=r"exceeds|decompression bomb"):
         decode_image(bytes(data))
+
+
+def _phone_photo(width: int = 8064, height: int = 6048) -> Image.Image:
+    """A 48 MP picture: left half red, right half blue (cheap to encode, easy to check)."""
+    img = Image.new("RGB", (width, height), (220, 20, 20))
+    img.paste((20, 20, 220), (width // 2, 0, width, height))
+    return img
+
+
+def test_phone_size_jpeg_is_decoded_at_reduced_scale():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # held upright: rotate to display
+    out = decode_image(_encode(_phone_photo(), "JPEG", quality=85, exif=exif.tobytes()))
+    assert out.size == (1512, 2016)  # a quarter of 8064 x 6048, turned upright
+    top, bottom = out.getpixel((756, 100)), out.getpixel((756, 1900))
+    assert top[0] > 180 and top[2] < 60 and bottom[2] > 180 and bottom[0] < 60
+
+
+def test_jpeg_too_large_even_at_an_eighth_is_refused_before_decoding():
+    data = bytearray(_encode(Image.new("RGB", (16, 16)), "JPEG"))
+    sof = data.index(b"\xff\xc0")  # baseline frame header: precision, height, width
+    data[sof + 5 : sof + 9] = (60_000).to_bytes(2, "big") * 2  # 3.6 gigapixels, 56 MP at 1/8
+    with pytest.raises(UnreadableImage, match="exceeds the 40,000,000 limit") as raised:
+        decode_image(bytes(data))
+    assert raised.value.kind == "oversize"
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heic_and_avif_decode_like_their_jpeg_twin(fmt):
+    img = _phone_photo(64, 48)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    twin = np.asarray(decode_image(_encode(img, "JPEG", quality=95, exif=exif.tobytes())), float)
+    out = decode_image(_encode(img, fmt, quality=95, exif=exif.tobytes()), f"photo.{fmt}")
+    assert out.mode == "RGB" and out.size == (48, 64)  # orientation applied once
+    assert np.abs(np.asarray(out, float) - twin).mean() < 8
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heic_and_avif_over_the_pixel_limit_are_refused(fmt):
+    data = _encode(_phone_photo(), fmt, quality=30, **({"speed": 10} if fmt == "AVIF" else {}))
+    assert len(data) < 200_000  # a small file that would decode to 146 MB
+    with pytest.raises(UnreadableImage, match="exceeds the 40,000,000 limit") as raised:
+        decode_image(data, f"photo.{fmt}")
+    assert raised.value.kind == "oversize"
+
+
+def test_heic_cut_short_is_unreadable():
+    data = _encode(_phone_photo(64, 48), "HEIF")
+    with pytest.raises(UnreadableImage, match="corrupt or truncated") as raised:
+        decode_image(data[:-20], "photo.heic")  # a download cut short: its pixels are missing
+    assert raised.value.kind == "damaged"

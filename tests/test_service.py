@@ -558,3 +558,13 @@ def test_several_worker_processes_serve_the_same_model(model_dir, pins):
     finally:
         stop(server)
     assert all(a["candidates"][0]["user"] == pins[0]["user"] for a in answers)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_phone_photo_in_heic_or_avif_is_answered_as_its_png(client, pins, fmt):
+    png = pins[0]["path"].read_bytes()
+    photo = _encoded(Image.open(io.BytesIO(png)).convert("RGB"), fmt)
+    expected = _identify(client, image=png).json()["candidates"][0]["user"]
+    response = _identify(client, image=photo, name=f"IMG_0001.{fmt.lower()}")
+    assert response.status_code == 200 and response.json()["used"] == ["image"]
+    assert response.json()["candidates"][0]["user"] == expected

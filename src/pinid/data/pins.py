@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pinid.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".svg")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".svg", ".heic", ".heif", ".avif")
 MIN_PINS_TO_SPLIT = 3
 """A user needs one pin in each of train, validation and test."""
 

@@ -1,8 +1,10 @@
 """Robust image decoding: whatever a crawl hands us becomes RGB on white, or a clear reason.
 
-Only the formats pinid accepts are opened; Pillow's decompression-bomb warning is an error;
-truncated files are never half-loaded; EXIF orientation is applied; palette and alpha are
-composited on white; CMYK, 16-bit and 32-bit modes are converted; animations give frame one.
+Only the formats pinid accepts are opened (phones' HEIC through pillow-heif, AVIF through Pillow
+itself); Pillow's decompression-bomb warning is an error; truncated files are never half-loaded;
+EXIF orientation is applied; palette and alpha are composited on white; CMYK, 16-bit and 32-bit
+modes are converted; animations give frame one. A JPEG too large to decode whole (a phone's
+48-200 MP photo) is decoded at reduced scale instead, by the JPEG decoder itself.
 """
 
 from __future__ import annotations
@@ -12,16 +14,25 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from pinid.data.svg import NOT_SVG, RENDER_SIDE, SvgError, rasterise
 
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF")
 DECODE_VERSION = f"d1s{RENDER_SIDE}"
 """Part of the feature cache key: bump when decoding (or SVG rendering) changes its output."""
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
-"""Above this many pixels an image is refused as a possible decompression bomb (Pillow: 89M)."""
+"""Above this many pixels an image is refused as a possible decompression bomb (Pillow: 89M),
+unless it is a JPEG that decodes below it at reduced scale."""
+DRAFT_SIDE = 1024
+"""A JPEG over MAX_PIXELS is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling), the smallest that
+keeps both sides at least this long: a few times the CNN's input, in a fraction of the time
+and memory of a full decode. Smaller JPEGs decode as they always did (the feature cache and
+the models' extractor ids stay valid)."""
+
+pillow_heif.register_heif_opener()
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -62,15 +73,18 @@ _RASTER_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"
 
 
 def _is_svg(data: bytes, name: str) -> bool:
-    """SVG by content, or by name unless the bytes are plainly a raster format."""
+    """SVG by content, or by name unless the bytes are plainly a raster format (HEIF and AVIF:
+    an ISO media file, ``ftyp`` at byte 4)."""
     head = data.lstrip()[:5]
     if head in (b"<?xml", b"<svg ", b"<svg>"):
         return True
-    return name.lower().endswith(".svg") and not data.startswith(_RASTER_MAGIC)
+    raster = data.startswith(_RASTER_MAGIC) or data[4:8] == b"ftyp"
+    return name.lower().endswith(".svg") and not raster
 
 
 def decode_image(data: bytes, name: str = "") -> Image.Image:
-    """Decode bytes (JPEG, PNG, WebP, GIF or SVG) to an RGB image, or raise UnreadableImage."""
+    """Decode bytes (JPEG, PNG, WebP, GIF, HEIC/HEIF, AVIF or SVG) to an RGB image, or raise
+    UnreadableImage."""
     if _is_svg(data, name):
         try:
             return rasterise(data)
@@ -80,7 +94,7 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
+            with _open(data) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise UnreadableImage(
                         f"{img.width}x{img.height} pixels exceeds the {MAX_PIXELS:,} limit",
@@ -95,10 +109,23 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
             raise UnreadableImage(f"decompression bomb ({exc})", "oversize") from None
         except UnidentifiedImageError:
             raise UnreadableImage(
-                f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)}, SVG)", "format"
+                "not an image in an accepted format (JPEG, PNG, WebP, GIF, HEIC, AVIF, SVG)",
+                "format",
             ) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise UnreadableImage(f"corrupt or truncated ({exc})") from None
+
+
+def _open(data: bytes) -> Image.Image:
+    """The image, not yet decoded. A JPEG is opened by its own plugin, which reads the header
+    without Pillow's size check, so that one of any pixel count can first be scaled down
+    (``draft``) and then meet pinid's; every other format meets Pillow's check as well."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    img = JpegImagePlugin.JpegImageFile(io.BytesIO(data))
+    if img.width * img.height > MAX_PIXELS:
+        img.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # its size is now the scaled one
+    return img
 
 
 def load_image(path: str | Path) -> Image.Image:

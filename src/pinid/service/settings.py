@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""Fits a phone's photo: a 48 MP JPEG or HEIC is 3-15 MB, a 200 MP JPEG 20-30 MB."""
 QUEUE = 32
 """Identification jobs admitted at once (running or waiting); one more gets 503."""
 WATCH_INTERVAL_S = 1.0
