@@ -295,7 +295,10 @@ class AccountLinker(BaseEstimator):
         if y.all() or not y.any():
             return 1.0, 0.0
         fit = LogisticRegression(C=100.0).fit(x[:, None], y)
-        return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+        slope = float(fit.coef_[0, 0])
+        if slope <= 0:  # a higher score must never mean a lower probability (pairs' order)
+            return 1.0, 0.0
+        return slope, float(fit.intercept_[0])
 
     def _halves(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Each account with enough pins cut in two at random: every pin's half-account and
