@@ -122,13 +122,28 @@ def test_phone_size_jpeg_is_decoded_at_reduced_scale():
     assert top[0] > 180 and top[2] < 60 and bottom[2] > 180 and bottom[0] < 60
 
 
-def test_jpeg_too_large_even_at_an_eighth_is_refused_before_decoding():
+def test_jpeg_over_256_mp_is_refused_before_decoding():
     data = bytearray(_encode(Image.new("RGB", (16, 16)), "JPEG"))
     sof = data.index(b"\xff\xc0")  # baseline frame header: precision, height, width
-    data[sof + 5 : sof + 9] = (60_000).to_bytes(2, "big") * 2  # 3.6 gigapixels, 56 MP at 1/8
-    with pytest.raises(UnreadableImage, match="exceeds the 40,000,000 limit") as raised:
+    data[sof + 5 : sof + 9] = (16_100).to_bytes(2, "big") * 2  # 259 MP, 4 MP at 1/8
+    with pytest.raises(UnreadableImage, match="exceeds the 256,000,000 limit of a baseline"):
         decode_image(bytes(data))
+
+
+def test_progressive_jpeg_over_40_mp_is_refused():
+    # its decoder would hold the whole frame's coefficients: 1 MB of file, gigabytes of memory
+    data = _encode(Image.new("L", (9000, 5000), 128), "JPEG", progressive=True)
+    with pytest.raises(UnreadableImage, match="40,000,000 limit of a progressive") as raised:
+        decode_image(data)
     assert raised.value.kind == "oversize"
+    assert decode_image(_encode(Image.new("L", (90, 50)), "JPEG", progressive=True)).size == (
+        90, 50)  # fmt: skip
+
+
+def test_jpeg_magic_then_junk_is_not_an_image():
+    with pytest.raises(UnreadableImage, match="accepted format") as raised:
+        decode_image(b"\xff\xd8\xff" + b"not a jpeg at all" * 10, "pin.jpg")
+    assert raised.value.kind == "format"
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])

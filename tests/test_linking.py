@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pinid.cli import main
+from pinid.errors import DataError
 from pinid.evaluation.linking import (
     MIN_SIDE,
     SEPARATOR,
@@ -70,8 +71,21 @@ def test_linker_evidence_is_the_most_alike_pin_pair():
 
 def test_linker_needs_two_accounts():
     texts, images, _, _ = _corpus()
-    with pytest.raises(Exception, match="two accounts"):
+    with pytest.raises(DataError, match="two accounts"):
         AccountLinker().fit(texts, images, ["solo"] * len(texts))
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["", "", "", ""], ["ab", "cd", "ef", "gh"], ["a b", "c d", "e f", "g h"]],
+    ids=["no-text", "no-shared-word", "only-stop-words"],
+)
+def test_linker_works_from_images_when_texts_share_nothing(texts):
+    images = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    linker = AccountLinker().fit(texts, images, ["ann", "twin", "bob", "cem"])
+    best = linker.pairs(top=1)[0]
+    assert [linker.accounts_[i] for i in best.accounts] == ["ann", "twin"]
+    assert best.evidence and best.evidence[0].similarity > 0.9
 
 
 def test_random_split_halves_users_with_enough_pins_and_keeps_the_others_whole():
@@ -110,6 +124,8 @@ def test_twin_metrics_on_known_scores():
     assert m["recall_at_1"] == 0.5 and m["mrr"] == 0.75
     assert m["auc"] == pytest.approx(4 / 5)  # the twin pair (0.9) beats 4 of 5 other pairs
     assert (m["accounts"], m["twin_pairs"]) == (4, 1)
+    level = twin_metrics(np.ones((4, 4)), names, [(names[0], names[1])])  # all scores tied
+    assert level["recall_at_1"] == 0 and level["mrr"] == 0.5 and level["auc"] == 0.5
 
 
 def test_linking_results_say_why_a_protocol_is_left_out():

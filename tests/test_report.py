@@ -114,3 +114,28 @@ def test_report_renders_in_a_real_browser(run_dir):
     n_table3 = len(results["analyses"]["table3"]["lowest"])
     n_table2 = len(TABLE_ROWS) + sum(m.startswith("cf_ref_") for m in results["models"])
     assert rows == [1 + 5, 1 + n_table2, 2 + n_table3, 1 + len(BEYOND_ROWS), 4, 3, 1 + len(pairs)]
+
+
+def test_report_shows_each_measured_linking_protocol(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    results = _results(copy)
+    floor = {"recall_at_1": 0.281, "mrr": 0.392, "auc": 0.794}
+    results["linking"]["random"] = {
+        "recall_at_1": 0.9091,
+        "mrr": 0.9486,
+        "auc": 0.9987,
+        "accounts": 110,
+        "twin_pairs": 55,
+        "floor_mean_words": floor,
+    }
+    del results["linking"]["random_skipped"]  # fmt: skip
+    (copy / "results.json").write_text(json.dumps(results))
+    assert main(["report", "--run", str(copy)]) == 0
+    html = (copy / "report.html").read_text()
+    linking = html[html.index('id="linking"') : html.index("</table>", html.index('id="linking"'))]
+    assert re.search(r"<td>random</td><td class=\"num\">110</td><td class=\"num\">55</td>"
+                     r"<td class=\"num\">0\.909</td><td class=\"num\">0\.949</td>"
+                     r"<td class=\"num\">0\.999</td><td class=\"num\">0\.281 / 0\.392 / 0\.794",
+                     linking)  # fmt: skip
+    assert '<td>board</td><td colspan="6">left out: ' in linking

@@ -517,7 +517,7 @@ def test_the_page_lists_accounts_that_look_alike_with_their_thumbnails(
     assert heading == "Accounts that look alike" and status.startswith("The ")
     assert 0 < len(pairs) <= 10
     assert all(len(pair) == 2 and set(pair) <= set(predictor.users) for pair in names)
-    assert numbers.startswith("probability that one person runs both ")
+    assert numbers.startswith("score ") and numbers.endswith("(how likely one person runs both)")
     assert all(alt.startswith("pin ") and " of " in alt for alt in loaded)
 
 

@@ -8,7 +8,6 @@ import json
 
 from pinid._atomic import atomic_open
 from pinid.cli._options import add_extractor_options
-from pinid.errors import PinidError
 
 HELP = "list the pairs of accounts most likely run by one person, with evidence"
 
@@ -44,8 +43,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         pairs = link(args.data, top=args.top, extractor=args.extractor, style=args.style,
                      batch_size=args.batch_size, max_unreadable=args.max_unreadable)  # fmt: skip
-    if not pairs:
-        raise PinidError("no pair of accounts to compare")
     records = [pair.model_dump() for pair in pairs]
     if args.json:
         print(json.dumps({"pairs": records}, indent=2, ensure_ascii=False))

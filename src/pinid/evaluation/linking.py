@@ -81,11 +81,12 @@ def twin_metrics(scores: np.ndarray, names: np.ndarray, twins: list[tuple[str, s
         for x, y in ((a, b), (b, a)):
             row = scores[position[x]].astype(np.float64)
             row[position[x]] = -np.inf
-            ranks.append(1 + int((row > row[position[y]]).sum()))
+            twin = row[position[y]]  # an account scored level with the twin shares its rank
+            ranks.append(1 + (row > twin).sum() + ((row == twin).sum() - 1) / 2)
     user = np.array([name.split(SEPARATOR)[0] for name in names])
     i, j = np.triu_indices(len(names), 1)
     same = user[i] == user[j]  # twin pairs; a user left whole has no pair with itself
-    ranks = np.array(ranks)
+    ranks = np.array(ranks, float)
     return {
         "recall_at_1": round(float((ranks == 1).mean()), 4),
         "mrr": round(float((1.0 / ranks).mean()), 4),

@@ -26,6 +26,10 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 """Above this many pixels an image is refused as a possible decompression bomb (Pillow: 89M),
 unless it is a JPEG that decodes below it at reduced scale."""
+MAX_JPEG_PIXELS = 256_000_000
+"""A baseline JPEG up to this many pixels (a 200 MP camera's) is decoded at reduced scale; a
+progressive one is not (its decoder holds the whole frame's coefficients), so MAX_PIXELS stays
+its limit."""
 DRAFT_SIDE = 1024
 """A JPEG over MAX_PIXELS is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling), the smallest that
 keeps both sides at least this long: a few times the CNN's input, in a fraction of the time
@@ -122,8 +126,19 @@ def _open(data: bytes) -> Image.Image:
     (``draft``) and then meet pinid's; every other format meets Pillow's check as well."""
     if not data.startswith(b"\xff\xd8\xff"):
         return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    img = JpegImagePlugin.JpegImageFile(io.BytesIO(data))
-    if img.width * img.height > MAX_PIXELS:
+    try:
+        img = JpegImagePlugin.JpegImageFile(io.BytesIO(data))
+    except SyntaxError:  # JPEG's first bytes, then no JPEG header
+        raise UnidentifiedImageError from None
+    pixels = img.width * img.height
+    if pixels > MAX_JPEG_PIXELS or (pixels > MAX_PIXELS and img.info.get("progressive")):
+        raise UnreadableImage(
+            f"{img.width}x{img.height} pixels exceeds the "
+            f"{MAX_PIXELS if img.info.get('progressive') else MAX_JPEG_PIXELS:,} limit "
+            f"of a {'progressive' if img.info.get('progressive') else 'baseline'} JPEG",
+            "oversize",
+        )
+    if pixels > MAX_PIXELS:
         img.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # its size is now the scaled one
     return img
 

@@ -66,6 +66,8 @@ class AccountPair(BaseModel):
 
     accounts: list[str] = Field(description="the two accounts")
     score: float = Field(
-        description="probability that one person runs both, as learnt from accounts cut in two"
+        description="how likely one person runs both, in [0, 1]: the similarity mapped by a "
+        "logistic learnt from accounts cut in two (a ranking with a scale, not a calibrated "
+        "probability)"
     )
     evidence: list[PinPair] = Field(description="their most alike pin pairs, best first")

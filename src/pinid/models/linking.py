@@ -11,9 +11,11 @@ not link with everyone; the score averages the views.
 
 The score is mapped to [0, 1] by a logistic fitted on self-splits: each account with enough pins
 is cut in two at random; among each half's nearest accounts, its other half is a positive pair
-and the rest negative. So a score is the probability that a pair of nearby accounts is one
-account seen twice. The search is exact and blockwise: no (accounts x accounts) matrix is ever
-held whole, and only each account's nearest ``neighbours`` become candidate pairs.
+and the rest negative: how likely a pair of nearby accounts is one account seen twice, as far
+as halves tell (whole accounts look alike more readily, so it ranks with a scale rather than
+being a calibrated probability). The search is exact and blockwise: no (accounts x accounts)
+matrix is ever held whole, and only each account's nearest ``neighbours`` become candidate
+pairs.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ COMMON = 0.05
 
 
 @dataclass
-class PinPair:
+class PinMatch:
     """Two pins, one of each account, and how alike they are in one view (pin indices)."""
 
     pins: tuple[int, int]
@@ -59,7 +61,7 @@ class LinkedPair:
 
     accounts: tuple[int, int]
     score: float
-    evidence: list[PinPair]
+    evidence: list[PinMatch]
 
 
 def text_shape(text: str) -> str:
@@ -87,9 +89,11 @@ def _term_counts(texts: Sequence[str]) -> dict[str, sp.csr_matrix]:
     out = {}
     for view, count in views.items():
         try:
-            out[view] = sp.csr_matrix(count())
-        except ValueError:  # no term in two pins: the view says nothing
-            out[view] = sp.csr_matrix((len(texts), 0), dtype=np.float32)
+            counts = sp.csr_matrix(count())
+        except ValueError:  # no term at all
+            continue
+        if counts.shape[1]:  # a view with no term in two pins says nothing: left out
+            out[view] = counts
     return out
 
 
@@ -269,6 +273,7 @@ class AccountLinker(BaseEstimator):
                                             self.account_of_pin_, len(self.accounts_))  # fmt: skip
         self.space_ = _Space(profiles, self.neighbours)
         self.calibration_ = self._calibrate()
+        self._nearest = None  # each account's nearest, found on the first call of pairs
         return self
 
     def _pins(self, account: int) -> np.ndarray:
@@ -321,7 +326,10 @@ class AccountLinker(BaseEstimator):
 
     # --- scores ---------------------------------------------------------------------------
     def probability(self, values: np.ndarray) -> np.ndarray:
-        """Scores (mean CSLS) as probabilities."""
+        """Scores (mean CSLS) mapped to [0, 1] by the self-split logistic: how likely a pair of
+        nearby accounts is one account, as learnt from halves of accounts. Whole accounts have
+        more pins than halves and look alike more readily, so read it as a ranking with a
+        scale, not as a calibrated probability."""
         slope, intercept = self.calibration_
         return 1.0 / (1.0 + np.exp(-(slope * np.asarray(values, np.float64) + intercept)))
 
@@ -330,8 +338,11 @@ class AccountLinker(BaseEstimator):
         return self.space_.scores(np.asarray(rows))
 
     def pairs(self, top: int = 20) -> list[LinkedPair]:
-        """The ``top`` best pairs among each account's nearest accounts, best first."""
-        best, values = self.space_.nearest(self.neighbours)
+        """The ``top`` best pairs among each account's nearest accounts, best first (the
+        search runs once; later calls only gather evidence)."""
+        if self._nearest is None:
+            self._nearest = self.space_.nearest(self.neighbours)
+        best, values = self._nearest
         a = np.repeat(np.arange(len(best)), best.shape[1])
         b, v = best.ravel(), values.ravel()
         low, high = np.minimum(a, b), np.maximum(a, b)
@@ -343,11 +354,13 @@ class AccountLinker(BaseEstimator):
             for i, p in zip(order, probabilities, strict=True)
         ]
 
-    def _evidence(self, a: int, b: int) -> list[PinPair]:
+    def _evidence(self, a: int, b: int) -> list[PinMatch]:
         """The most alike pin pairs across two accounts, over the views, best first."""
         pins_a, pins_b = self._pins(a), self._pins(b)
-        found: dict[tuple[int, int], PinPair] = {}
+        found: dict[tuple[int, int], PinMatch] = {}
         for view in EVIDENCE_VIEWS:
+            if view != "image" and view not in self.terms_:
+                continue
             S = self._pin_vectors(view, pins_a) @ self._pin_vectors(view, pins_b).T
             S = S.toarray() if sp.issparse(S) else S
             k = min(self.evidence, S.size)
@@ -355,5 +368,5 @@ class AccountLinker(BaseEstimator):
                 i, j = np.unravel_index(flat, S.shape)
                 pair, similarity = (int(pins_a[i]), int(pins_b[j])), min(float(S[i, j]), 1.0)
                 if similarity > 0 and (pair not in found or found[pair].similarity < similarity):
-                    found[pair] = PinPair(pair, view, similarity)
+                    found[pair] = PinMatch(pair, view, similarity)
         return sorted(found.values(), key=lambda p: -p.similarity)[: self.evidence]

@@ -203,7 +203,7 @@ function linkPair(pair, rank) {
   title.append(element("span", "rank", rank + "."), element("span", "name", a),
     element("span", "and", " and "), element("span", "name", b));
   item.append(title, element("div", "numbers",
-    "probability that one person runs both " + percent(pair.score)));
+    "score " + percent(pair.score) + " (how likely one person runs both)"));
   const evidence = element("ul", "link-evidence");
   for (const pins of pair.evidence) {
     const row = element("li");
