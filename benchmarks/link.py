@@ -19,10 +19,6 @@ import contextlib
 import ctypes
 import gc
 import json
-import multiprocessing
-import os
-import platform
-import queue as queue_module
 import resource
 import sys
 import time
@@ -31,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from child import in_child, machine
 from synthetic import PAPER_PINS_PER_USER, PAPER_USERS, generate
 
 GOAL_USERS, GOAL_S, GOAL_MB = 10_000, 300, 4096
@@ -103,29 +100,6 @@ def link(users: int, pins_per_user: int) -> dict:
     }
 
 
-def _in_child(users: int, pins_per_user: int, queue) -> None:
-    queue.put(link(users, pins_per_user))
-
-
-def measure(users: int, pins_per_user: int, budget_s: float) -> dict | None:
-    """One size in a fresh child process (its own peak RSS); None if not done in budget_s."""
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_in_child, args=(users, pins_per_user, queue))
-    child.start()
-    try:
-        return queue.get(timeout=budget_s)
-    except queue_module.Empty:
-        return None
-    finally:
-        child.kill()
-        child.join()
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-
-
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| users | pins | fit s | pairs s | total s | peak RSS MB | inputs RSS MB |",
@@ -150,7 +124,7 @@ def main() -> None:
     print(f"machine: {machine()}; {args.pins_per_user} pins per user; pairs({TOP})", flush=True)
     rows = []
     for users in (int(u) for u in args.users.split(",")):
-        row = measure(users, args.pins_per_user, args.budget)
+        row = in_child(link, users, args.pins_per_user, budget_s=args.budget)
         if row is None:
             print(f"  {users} users: not finished in {args.budget:.0f} s", flush=True)
             continue

@@ -29,10 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
-import platform
-import queue as queue_module
 import resource
 import sys
 import time
@@ -41,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from child import in_child, machine
 from synthetic import generate
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -180,24 +177,9 @@ def _row(train_s: float, pins_per_s: float, accuracy: float) -> dict:
     }
 
 
-def _in_child(task, scale: float, users: int, queue) -> None:
-    queue.put(task(generate(scale, users)))
-
-
-def measure(task, scale: float, users: int, budget_s: float) -> dict | None:
-    """``task`` on a freshly generated corpus in a child process (its own peak RSS); None if it
-    has not finished within ``budget_s``."""
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_in_child, args=(task, scale, users, queue))
-    child.start()
-    try:
-        return queue.get(timeout=budget_s)
-    except queue_module.Empty:
-        return None
-    finally:
-        child.kill()
-        child.join()
+def _on_corpus(task, scale: float, users: int) -> dict:
+    """``task`` on a freshly generated corpus (run in a child process: its own peak RSS)."""
+    return task(generate(scale, users))
 
 
 PIPELINES = {"reference": reference, "pinid": pinid_cf_ref, "pinid_cf_rerank": pinid_cf_rerank}
@@ -207,15 +189,11 @@ def run(scale: float, users: int, which: list[str], budget_s: float) -> dict:
     shape = generate(scale, users).shape()
     out = {"shape": shape}
     for name in which:
-        out[name] = measure(PIPELINES[name], scale, users, budget_s)
+        out[name] = in_child(_on_corpus, PIPELINES[name], scale, users, budget_s=budget_s)
         print(f"  {name:<16} {out[name] or f'not finished in {budget_s:.0f} s'}", flush=True)
     if out.get("reference") and out.get("pinid"):
         out["speedup_train"] = round(out["reference"]["train_s"] / out["pinid"]["train_s"], 2)
     return out
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
 def main() -> None:
