@@ -130,15 +130,14 @@ def _open(data: bytes) -> Image.Image:
         img = JpegImagePlugin.JpegImageFile(io.BytesIO(data))
     except SyntaxError:  # JPEG's first bytes, then no JPEG header
         raise UnidentifiedImageError from None
-    pixels = img.width * img.height
-    if pixels > MAX_JPEG_PIXELS or (pixels > MAX_PIXELS and img.info.get("progressive")):
+    kind, limit = ("progressive", MAX_PIXELS) if img.info.get("progressive") else (
+        "baseline", MAX_JPEG_PIXELS)  # fmt: skip
+    if img.width * img.height > limit:
         raise UnreadableImage(
-            f"{img.width}x{img.height} pixels exceeds the "
-            f"{MAX_PIXELS if img.info.get('progressive') else MAX_JPEG_PIXELS:,} limit "
-            f"of a {'progressive' if img.info.get('progressive') else 'baseline'} JPEG",
+            f"{img.width}x{img.height} pixels exceeds the {limit:,} limit of a {kind} JPEG",
             "oversize",
         )
-    if pixels > MAX_PIXELS:
+    if img.width * img.height > MAX_PIXELS:
         img.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))  # its size is now the scaled one
     return img
 
