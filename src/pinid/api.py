@@ -20,7 +20,7 @@ from pinid.data.split import split_for
 from pinid.errors import DataError, ModelFileError, PinidError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
 from pinid.features.pin_features import PinFeatures
-from pinid.models.answer import AccountPair, Answer, Candidate, Evidence, PinPair
+from pinid.models.answer import AccountPair, Answer, Candidate, Evidence
 from pinid.models.final_model import FinalModel, Ranking
 from pinid.models.io import (
     TrainingPins,
@@ -238,12 +238,11 @@ class Model:
     def links(self, top: int = LINKS_TOP) -> list[AccountPair]:
         """The pairs of this model's users most likely to be one person, best first, each with
         its most alike pin pairs (:mod:`pinid.models.linking`; fitted on first use)."""
-        _check_links_top(top)
-        if self._linker is None:
-            from pinid.models.linking import AccountLinker
+        _check_top(top, LINKS_MAX)
+        from pinid.models.linking import account_pairs, model_linker
 
-            base = self.final.views_.base
-            self._linker = AccountLinker().fit(self.pins.texts, base.train_image_, self.pins.users)
+        if self._linker is None:
+            self._linker = model_linker(self.final, self.pins)
         return account_pairs(self._linker, self.pins, top)
 
     def _candidates(
@@ -288,36 +287,9 @@ class Model:
         )
 
 
-def account_pairs(linker: AccountLinker, pins: TrainingPins, top: int) -> list[AccountPair]:
-    """A fitted linker's ``top`` pairs, their pins named as ``pins`` (row-aligned) names them."""
-    return [
-        AccountPair.model_construct(
-            accounts=[str(linker.accounts_[i]) for i in pair.accounts],
-            score=pair.score,
-            evidence=[
-                PinPair.model_construct(
-                    pins=[pins.pin_ids[i] for i in e.pins],
-                    texts=[pins.texts[i] for i in e.pins],
-                    images=[pins.images[i] for i in e.pins],
-                    image_urls=[None, None],
-                    view=e.view,
-                    similarity=e.similarity,
-                )
-                for e in pair.evidence
-            ],
-        )
-        for pair in linker.pairs(top)
-    ]
-
-
-def _check_links_top(top: int) -> None:
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= LINKS_MAX:
-        raise ValueError(f"top must be a whole number from 1 to {LINKS_MAX}, not {top!r}")
-
-
-def _check_top(top: int) -> None:
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= TOP:
-        raise ValueError(f"top must be a whole number from 1 to {TOP}, not {top!r}")
+def _check_top(top: int, most: int = TOP) -> None:
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= most:
+        raise ValueError(f"top must be a whole number from 1 to {most}, not {top!r}")
 
 
 def load(
@@ -387,20 +359,18 @@ def link(
     (no classifier is fitted). Every account is kept, however few its pins."""
     from pinid.features.dataset import prepare
     from pinid.features.extract import ImageFeatureExtractor
-    from pinid.models.linking import AccountLinker
+    from pinid.models.linking import AccountLinker, account_pairs
     from pinid.models.modality import make_image_model
 
-    _check_links_top(top)
+    _check_top(top, LINKS_MAX)
     dataset = _dataset(data, root)
     cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style)
     prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, minimum=1)
     pins = prepared.dataset.pins
     vectors = make_image_model()[:-1].fit_transform(prepared.features.images)
-    linker = AccountLinker().fit([p.text for p in pins], vectors, [p.user for p in pins])
-    return account_pairs(linker, TrainingPins(
-        pin_ids=[p.pin_id for p in pins], texts=[p.text for p in pins],
-        images=[str(p.image.resolve()) for p in pins], users=[p.user for p in pins],
-    ), top)  # fmt: skip
+    accounts = TrainingPins.of(pins)
+    linker = AccountLinker().fit(accounts.texts, vectors, accounts.users)
+    return account_pairs(linker, accounts, top)
 
 
 def _dataset(data: str | Path | Dataset | Any, root: str | Path) -> Dataset:

@@ -20,7 +20,7 @@ from sklearn.preprocessing import normalize
 from pinid.features.text import make_text_vectorizer
 from pinid.models.final_model import FinalModel
 from pinid.models.io import TrainingPins
-from pinid.models.linking import AccountLinker
+from pinid.models.linking import AccountLinker, account_pairs, membership, model_linker
 
 MIN_PINS = 8
 MIN_SIDE = 3
@@ -104,10 +104,8 @@ def _full_scores(linker: AccountLinker) -> np.ndarray:
 def _mean_words_scores(texts: Sequence[str], accounts: np.ndarray, names: np.ndarray):
     """The plainest linker, as a floor: each account's mean word tf-idf, cosine."""
     words = make_text_vectorizer().fit_transform(list(texts))
-    rows = np.searchsorted(names, accounts)
-    means = np.vstack([np.asarray(words[rows == a].mean(axis=0)) for a in range(len(names))])
-    means = normalize(means)
-    return means @ means.T
+    means = normalize(membership(np.searchsorted(names, accounts), len(names)) @ words)
+    return (means @ means.T).toarray()
 
 
 def linking_results(
@@ -146,13 +144,9 @@ def linking_results(
 def real_pairs(model: FinalModel, pins: TrainingPins, top: int = TOP_PAIRS) -> list[dict]:
     """The ``top`` pairs of the model's users that ``pinid link`` lists, for results.json: each
     evidence pin also by its row among the training pins (the model folder's thumbnail)."""
-    from pinid.api import account_pairs
-
-    base = model.views_.base
-    linker = AccountLinker().fit(pins.texts, base.train_image_, pins.users)
     row = {pin_id: i for i, pin_id in enumerate(pins.pin_ids)}
     records = []
-    for pair in account_pairs(linker, pins, top):
+    for pair in account_pairs(model_linker(model, pins), pins, top):
         record = pair.model_dump(exclude={"evidence"})
         record["evidence"] = [
             {**e.model_dump(exclude={"images", "image_urls"}), "rows": [row[p] for p in e.pins]}

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import sklearn
 
 from pinid import __version__
 from pinid._atomic import atomic_directory, atomic_write_text, output_lock
+from pinid.data.pins import Pin
 from pinid.errors import ModelFileError
 from pinid.features.specs import FITS, get_spec
 from pinid.models.final_model import N_CANDIDATE_FEATURES, FinalModel, Views
@@ -58,6 +60,16 @@ class TrainingPins:
     texts: list[str]
     images: list[str]
     users: list[str]
+
+    @classmethod
+    def of(cls, pins: Sequence[Pin]) -> TrainingPins:
+        """The dataset's pins as evidence names them (images by their resolved paths)."""
+        return cls(
+            pin_ids=[p.pin_id for p in pins],
+            texts=[p.text for p in pins],
+            images=[str(p.image.resolve()) for p in pins],
+            users=[p.user for p in pins],
+        )
 
 
 @dataclass

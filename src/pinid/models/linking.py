@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +34,11 @@ from sklearn.preprocessing import normalize
 
 from pinid.errors import DataError
 from pinid.features.text import MAX_TEXT_CHARS, clean, tokenize
+from pinid.models.answer import AccountPair, PinPair
+
+if TYPE_CHECKING:
+    from pinid.models.final_model import FinalModel
+    from pinid.models.io import TrainingPins
 
 EVIDENCE_VIEWS = ("words", "chars", "image")
 """Two texts of the same shape are no evidence a person can weigh: shape only scores."""
@@ -110,7 +116,7 @@ def _pin_terms(parts: Iterable[list[str]], terms: CountVectorizer) -> sp.csr_mat
     return has_term[:, used_by >= 2]
 
 
-def _membership(account_of_pin: np.ndarray, n_accounts: int) -> sp.csr_matrix:
+def membership(account_of_pin: np.ndarray, n_accounts: int) -> sp.csr_matrix:
     """(accounts, pins): each account's row averages its pins."""
     counts = np.bincount(account_of_pin, minlength=n_accounts).astype(np.float32)
     n = len(account_of_pin)
@@ -156,7 +162,7 @@ def _profiles(
     """Account profiles per view (unit rows) and the term weights (rarity among accounts).
     ``image_scale``: each image vector's inverse length, so the image profile averages unit
     vectors without a normalised copy of them all."""
-    average = _membership(account_of_pin, m)
+    average = membership(account_of_pin, m)
     profiles, weights = {}, {}
     for view, counts in terms.items():
         share = average @ counts  # the share of the account's pins using each term
@@ -370,3 +376,31 @@ class AccountLinker(BaseEstimator):
                 if similarity > 0 and (pair not in found or found[pair].similarity < similarity):
                     found[pair] = PinMatch(pair, view, similarity)
         return sorted(found.values(), key=lambda p: -p.similarity)[: self.evidence]
+
+
+def model_linker(model: FinalModel, pins: TrainingPins) -> AccountLinker:
+    """The linker of a trained model's users: its training pins' texts and image-view vectors
+    (``pins`` row-aligned with the model's arrays)."""
+    return AccountLinker().fit(pins.texts, model.views_.base.train_image_, pins.users)
+
+
+def account_pairs(linker: AccountLinker, pins: TrainingPins, top: int) -> list[AccountPair]:
+    """A fitted linker's ``top`` pairs, their pins named as ``pins`` (row-aligned) names them."""
+    return [
+        AccountPair.model_construct(
+            accounts=[str(linker.accounts_[i]) for i in pair.accounts],
+            score=pair.score,
+            evidence=[
+                PinPair.model_construct(
+                    pins=[pins.pin_ids[i] for i in e.pins],
+                    texts=[pins.texts[i] for i in e.pins],
+                    images=[pins.images[i] for i in e.pins],
+                    image_urls=[None, None],
+                    view=e.view,
+                    similarity=e.similarity,
+                )
+                for e in pair.evidence
+            ],
+        )
+        for pair in linker.pairs(top)
+    ]

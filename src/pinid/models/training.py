@@ -20,12 +20,7 @@ def fit_identifier(
     model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
     ).fit(X, y)
-    return model, TrainingPins(
-        pin_ids=[p.pin_id for p in pins],
-        texts=[p.text for p in pins],
-        images=[str(p.image.resolve()) for p in pins],
-        users=[p.user for p in pins],
-    )
+    return model, TrainingPins.of(pins)
 
 
 def extractor_record(extractor: ImageFeatureExtractor) -> dict:
