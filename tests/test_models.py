@@ -190,23 +190,76 @@ def test_best_lets_a_runner_up_with_a_closer_pin_overtake_the_leader():
     assert sum(searched) == 3  # both leaders, and only row 0's runner-up
 
 
-def test_similarity_statistics_match_a_brute_force():
-    from pinid.models.candidates import UserSimilarity
-
+def _search_corpus(dim: int):
+    """Training pins of 4 users (user 3 with one pin, some pins without text or image) and
+    queries, with word, character and image vectors of ``dim`` dimensions."""
     rng = np.random.default_rng(3)
-    y = np.array([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3])  # user 3 has one pin, user 0 two
-    text, image = sp.random(len(y), 30, 0.2, random_state=4, format="csr"), rng.random((12, 8))
-    blocks = make_space("joint", text, image)
-    queries = make_space("joint", sp.random(6, 30, 0.2, random_state=5), rng.random((6, 8)))
+    y = np.array([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3])
+    words = sp.random(len(y), 30, 0.2, random_state=4).toarray()
+    chars = sp.random(len(y), 50, 0.3, random_state=6, format="csr")
+    images = rng.random((len(y), dim)).astype(np.float32)
+    words[1] = 0  # a training pin without text
+    images[4] = 0  # and one without image
+    query_words = sp.random(6, 30, 0.3, random_state=5).toarray()
+    query_words[2] = 0  # a query without text
+    queries = (sp.csr_matrix(query_words),
+               sp.random(6, 50, 0.3, random_state=7, format="csr"),
+               rng.random((6, dim)).astype(np.float32))  # fmt: skip
+    queries[2][3] = 0  # and one without image
+    return sp.csr_matrix(words), chars, images, y, queries
+
+
+def _unit(block):
+    return make_space("text", block, None)[0] if sp.issparse(block) else make_space(
+        "image", None, block)[0]  # fmt: skip
+
+
+@pytest.mark.parametrize("space", ["joint", "text", "image"])
+def test_candidate_search_matches_a_brute_force(space):
+    from pinid.models.candidates import CandidateSearch
+
+    words, chars, images, y, queries = _search_corpus(dim=8)  # exact: narrower than projected
     candidates = np.array([[3, 0, 1], [1, 2, 3], [0, 1, 2]] * 2)
-    stats = UserSimilarity(blocks, y, 4).stats(queries, candidates, chunk=4)
-    sims = cosine(queries, blocks)
+    search = CandidateSearch(words, chars, images, y, 4, evidence_space=space)
+    found = search.search(*queries, candidates, evidence=True, chunk=4)
+    cosines = [cosine([_unit(q)], [_unit(t)]) for q, t in zip(queries, (words, chars, images),
+                                                             strict=True)]  # fmt: skip
+    has_text = abs(queries[0]).sum(axis=1).A1 > 0
+    has_image = np.abs(queries[2]).sum(axis=1) > 0
     for i, row in enumerate(candidates):
         for j, user in enumerate(row):
-            mine = np.sort(sims[i, y == user])[::-1]
-            np.testing.assert_allclose(
-                stats[i, j], [mine[0], mine[:3].mean(), mine.mean()], rtol=1e-5, atol=1e-6
-            )
+            for s, sims in enumerate(cosines):
+                mine = np.sort(sims[i, y == user])[::-1]
+                np.testing.assert_allclose(found.stats[i, j, s],
+                                           [mine[0], mine[:3].mean(), mine.mean()],
+                                           rtol=1e-5, atol=1e-6)  # fmt: skip
+            # the evidence: the pin most similar in the evidence space, as make_space has it
+            name = space
+            if space == "joint" and not (has_text[i] and has_image[i]):
+                name = "text" if has_text[i] else "image"
+            q = make_space(name, queries[0][i], queries[2][i : i + 1])
+            t = make_space(name, words, images)
+            expected = cosine(q, t)[0]
+            pins = np.flatnonzero(y == user)
+            assert found.evidence[i, j] == pins[np.argmax(expected[pins])]
+            assert found.similarity[i, j] == pytest.approx(expected[pins].max(), abs=1e-6)
+
+
+def test_candidate_search_in_projected_images_keeps_the_evidence_similarity_exact():
+    from pinid.models.candidates import PROJECTED_DIM, CandidateSearch
+
+    words, chars, images, y, queries = _search_corpus(dim=2 * PROJECTED_DIM)
+    candidates = np.array([[3, 0, 1], [1, 2, 3], [0, 1, 2]] * 2)
+    search = CandidateSearch(words, chars, images, y, 4, evidence_space="image")
+    assert search.basis.shape == (2 * PROJECTED_DIM, PROJECTED_DIM)
+    found = search.search(*queries, candidates, evidence=True)
+    exact = cosine([_unit(queries[2])], [_unit(images)])
+    chosen = np.take_along_axis(exact, found.evidence, axis=1)
+    np.testing.assert_allclose(found.similarity, chosen, rtol=1e-5, atol=1e-6)
+    for i, row in enumerate(candidates):  # the statistics: within the projection's error
+        for j, user in enumerate(row):
+            mine = np.sort(exact[i, y == user])[::-1]
+            assert abs(found.stats[i, j, 2, 0] - mine[0]) < 0.1
 
 
 def test_select_C_stops_after_the_first_drop_and_keeps_the_exhaustive_choice():

@@ -20,7 +20,7 @@ from pinid.data.split import split_for
 from pinid.errors import DataError, ModelFileError, PinidError
 from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
 from pinid.features.pin_features import PinFeatures
-from pinid.models.answer import AccountPair, Answer, Candidate, Evidence
+from pinid.models.answer import AccountPair, Answer
 from pinid.models.final_model import FinalModel, Ranking
 from pinid.models.io import (
     TrainingPins,
@@ -221,18 +221,35 @@ class Model:
         encoded = self.final.views_.encode(X)
         X.has_text = given & encoded.knows_text()
         usable = np.flatnonzero(X.has_text | X.has_image)
-        ranking = self.final.rank(X.take(usable), encoded.take(usable)) if usable.size else None
-        answers = []
+        ranked = (
+            self._candidates(self.final.rank(X.take(usable), encoded.take(usable)), top)
+            if usable.size
+            else []
+        )
+        answers, position = [], dict(zip(usable.tolist(), range(len(usable)), strict=True))
         for row in range(len(X)):
-            used = [m for m, ok in (("text", X.has_text[row]), ("image", X.has_image[row])) if ok]
-            note = NOTHING_KNOWN if given[row] and not X.has_text[row] else None
-            if used:
-                j = int(np.searchsorted(usable, row))
-                candidates = self._candidates(ranking, j, X.has_text[row], X.has_image[row], top)
-            else:
-                candidates = []
-            answers.append(self._answer(candidates, used, note))
-        return answers
+            has_text, has_image = bool(X.has_text[row]), bool(X.has_image[row])
+            candidates = []
+            if row in position:
+                candidates = [
+                    {**c, "text_prob": c["text_prob"] if has_text else None,
+                     "image_prob": c["image_prob"] if has_image else None}
+                    for c in ranked[position[row]]
+                ]  # fmt: skip
+            best = candidates[0] if candidates else {}
+            user, probability = best.get("user"), best.get("probability")
+            if probability is not None and self.reject_below is not None:
+                user = "unknown" if probability < self.reject_below else user
+            answers.append({
+                "user": user,
+                "probability": probability,
+                "reject_below": self.reject_below,
+                "candidates": candidates,
+                "used": [m for m, ok in (("text", has_text), ("image", has_image)) if ok],
+                "text_note": NOTHING_KNOWN if given[row] and not has_text else None,
+                "model": self.name,
+            })  # fmt: skip
+        return [Answer.model_validate(a) for a in answers]  # validated in pydantic's core: fast
 
     # --- accounts ------------------------------------------------------------------------
     def links(self, top: int = LINKS_TOP) -> list[AccountPair]:
@@ -245,46 +262,36 @@ class Model:
             self._linker = model_linker(self.final, self.pins)
         return account_pairs(self._linker, self.pins, top)
 
-    def _candidates(
-        self, ranking: Ranking, j: int, has_text: bool, has_image: bool, top: int
-    ) -> list[Candidate]:
-        out = []
-        for k in range(min(top, ranking.users.shape[1])):
-            pin = int(ranking.evidence[j, k])
-            evidence = Evidence.model_construct(
-                pin_id=self.pins.pin_ids[pin],
-                text=self.pins.texts[pin],
-                image=self.pins.images[pin],
-                image_url=None,
-                similarity=min(float(ranking.similarity[j, k]), 1.0),  # float32 rounding
-            )
-            views = ranking.view_probability
-            out.append(
-                Candidate.model_construct(
-                    user=str(self.final.classes_[ranking.users[j, k]]),
-                    probability=float(ranking.probability[j, k]),
-                    text_prob=float(views["text"][j, k]) if has_text else None,
-                    image_prob=float(views["image"][j, k]) if has_image else None,
-                    evidence=evidence,
-                )
-            )
-        return out
-
-    def _answer(self, candidates: list[Candidate], used: list[str], note: str | None) -> Answer:
-        best = candidates[0].probability if candidates else None
-        user = candidates[0].user if candidates else None
-        if best is not None and self.reject_below is not None and best < self.reject_below:
-            user = "unknown"
-        return Answer.model_construct(
-            user=user,
-            probability=best,
-            reject_below=self.reject_below,
-            candidates=candidates,
-            used=used,
-            text_note=note,
-            image_error=None,
-            model=self.name,
-        )
+    def _candidates(self, ranking: Ranking, top: int) -> list[list[dict]]:
+        """Each ranked pin's first ``top`` candidates with their evidence, as the fields of
+        :class:`Candidate` (whole arrays converted at once: per-element conversion was most
+        of an answer's cost)."""
+        k = min(top, ranking.users.shape[1])
+        users = self.final.classes_[ranking.users[:, :k]].tolist()
+        probability = ranking.probability[:, :k].tolist()
+        text_prob = ranking.view_probability["text"][:, :k].tolist()
+        image_prob = ranking.view_probability["image"][:, :k].tolist()
+        evidence = ranking.evidence[:, :k].tolist()
+        similarity = np.minimum(ranking.similarity[:, :k], 1.0).tolist()  # float32 rounding
+        pins = self.pins
+        return [
+            [
+                {
+                    "user": users[j][c],
+                    "probability": probability[j][c],
+                    "text_prob": text_prob[j][c],
+                    "image_prob": image_prob[j][c],
+                    "evidence": {
+                        "pin_id": pins.pin_ids[pin],
+                        "text": pins.texts[pin],
+                        "image": pins.images[pin],
+                        "similarity": similarity[j][c],
+                    },
+                }
+                for c, pin in enumerate(evidence[j])
+            ]
+            for j in range(len(users))
+        ]
 
 
 def _check_top(top: int, most: int = TOP) -> None:

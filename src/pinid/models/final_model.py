@@ -23,18 +23,23 @@ from sklearn.pipeline import Pipeline
 
 from pinid.errors import DataError
 from pinid.features.pin_features import PinFeatures
-from pinid.models.candidates import SIMILARITY_STATS, UserSimilarity, candidate_features
+from pinid.models.candidates import (
+    SEARCH_SPACES,
+    SIMILARITY_STATS,
+    CandidateSearch,
+    Found,
+    candidate_features,
+)
 from pinid.models.fusion import cascade
 from pinid.models.modality import fit_model, make_char_model
 from pinid.models.paper_model import PaperModel
 from pinid.models.ranking import top_k
 from pinid.models.refinement import TOP_K
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
-from pinid.models.similarity import make_space
 
 N_FOLDS = 5
 VIEWS = ("text", "char", "image")
-N_CANDIDATE_FEATURES = 2 + 2 * len(VIEWS) + len(SIMILARITY_STATS) * len(VIEWS) + 3
+N_CANDIDATE_FEATURES = 2 + 2 * len(VIEWS) + len(SIMILARITY_STATS) * len(SEARCH_SPACES) + 3
 """fused score and position; probability and rank per view; similarity statistics per space;
 pin count, has text, has image (see :func:`candidate_features`)."""
 
@@ -78,17 +83,9 @@ class Views:
         self.base, self.char, self.top = base, char, top
         n_classes = len(base.classes_)
         self.log_counts = np.log(np.bincount(base.train_y_, minlength=n_classes))
-        train = self._queries(base.train_text_, self.char_vectors(train_texts), base.train_image_)
-        self.spaces = {s: UserSimilarity(train[s], base.train_y_, n_classes) for s in train}
-
-    @staticmethod
-    def _queries(texts, chars, images) -> dict[str, list]:
-        # make_space("text", ...) unit-normalises whichever sparse block it is given
-        return {
-            "text": make_space("text", texts, images),
-            "char": make_space("text", chars, images),
-            "image": make_space("image", texts, images),
-        }
+        self.search = CandidateSearch(base.train_text_, self.char_vectors(train_texts),
+                                      base.train_image_, base.train_y_, n_classes,
+                                      base.similarity)  # fmt: skip
 
     def char_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix(self.char.named_steps["tfidf"].transform(list(texts)))
@@ -113,21 +110,21 @@ class Views:
         return {"text": r_text, "char": r_char, "image": r_image}
 
     def candidates(
-        self, X: PinFeatures, encoded: Encoded
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """(every view's probabilities, candidates (n, k), their features (n * k, d)) of the pins
-        of ``X``, whose vectors are ``encoded``."""
+        self, X: PinFeatures, encoded: Encoded, evidence: bool = False
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, Found]:
+        """(every view's probabilities, candidates (n, k), their features (n * k, d), what the
+        search found: with ``evidence``, each candidate's pin most similar) of the pins of
+        ``X``, whose vectors are ``encoded``."""
         views = self.probabilities(X, encoded)
         fused = cascade(*views.values())
         candidates = top_k(fused, min(self.top, fused.shape[1]))
         given = sp.diags(X.has_text.astype(np.float32))  # a pin without text has no text vector
-        queries = self._queries(
-            given @ encoded.words, given @ encoded.chars, encoded.images * X.has_image[:, None]
-        )
-        similarity = {s: self.spaces[s].stats(queries[s], candidates) for s in self.spaces}
-        features = candidate_features(fused, candidates, views, similarity, self.log_counts,
+        found = self.search.search(given @ encoded.words, given @ encoded.chars,
+                                   encoded.images * X.has_image[:, None], candidates,
+                                   evidence)  # fmt: skip
+        features = candidate_features(fused, candidates, views, found.stats, self.log_counts,
                                       X.has_text, X.has_image)  # fmt: skip
-        return views, candidates, features
+        return views, candidates, features, found
 
 
 class FinalModel(ClassifierMixin, BaseEstimator):
@@ -278,7 +275,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         encoded = views.encode(pins)  # the variants differ only in the modalities used
         for v, (has_text, has_image) in enumerate(variants):
             query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
-            _, candidates, fold_features = views.candidates(query, encoded)
+            _, candidates, fold_features, _ = views.candidates(query, encoded)
             hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
             truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
             features[v, outside] = fold_features.reshape(len(outside), k, -1)
@@ -288,19 +285,18 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         """Each pin's candidates re-ranked, with calibrated probabilities, each view's
         probability and the evidence; ``encoded`` (``views_.encode(X)``) if already computed."""
         encoded = encoded or self.views_.encode(X)
-        views, candidates, features = self.views_.candidates(X, encoded)
+        views, candidates, features, found = self.views_.candidates(X, encoded, evidence=True)
         logits = self.reranker_.decision_function(features).reshape(candidates.shape)
         order = np.argsort(-logits, axis=1, kind="stable")
         users = np.take_along_axis(candidates, order, axis=1)
         logits = np.take_along_axis(logits, order, axis=1)
-        evidence, similarity = self.views_.base.nearest(X, users, encoded.words, encoded.images)
         return Ranking(
             users=users,
             probability=calibrated(logits, self.temperature_),
             logits=logits,
             view_probability={v: np.take_along_axis(p, users, axis=1) for v, p in views.items()},
-            evidence=evidence,
-            similarity=similarity,
+            evidence=np.take_along_axis(found.evidence, order, axis=1),
+            similarity=np.take_along_axis(found.similarity, order, axis=1),
         )
 
     def predict(self, X: PinFeatures) -> np.ndarray:

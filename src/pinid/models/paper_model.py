@@ -142,21 +142,6 @@ class PaperModel(ClassifierMixin, BaseEstimator):
             return parts[0][1]
         return Refined.gather(parts, len(X))
 
-    def nearest(
-        self,
-        X: PinFeatures,
-        candidates: np.ndarray,
-        text_vectors: sp.csr_matrix | None = None,
-        image_vectors: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each candidate's training pin most similar to the pin, in the refinement's space,
-        and its similarity ((n, k) each): the evidence shown with an answer."""
-        pins = np.empty(candidates.shape, np.int64)
-        similarity = np.empty(candidates.shape, float)
-        for name, rows, query in self._queries(X, None, text_vectors, image_vectors):
-            pins[rows], similarity[rows] = self.refiner(name).nearest(query, candidates[rows])
-        return pins, similarity
-
     def _queries(
         self,
         X: PinFeatures,

@@ -83,16 +83,6 @@ class SimilarityRefiner(BaseEstimator):
             self._refine_chunk(scores[rows], take_rows(query_blocks, rows), k, out, rows)
         return out
 
-    def nearest(self, query_blocks: list, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each given candidate's training pin most similar to the pin, and its similarity."""
-        pins = np.empty(candidates.shape, np.int64)
-        similarity = np.empty(candidates.shape, float)
-        for start in range(0, len(candidates), self.chunk_size):
-            rows = slice(start, min(len(candidates), start + self.chunk_size))
-            found = self.users_.nearest(take_rows(query_blocks, rows), candidates[rows], 1)
-            pins[rows], similarity[rows] = found.pins[:, :, 0], found.similarity[:, :, 0]
-        return pins, similarity
-
     def best(self, scores: np.ndarray, query_blocks: list) -> np.ndarray:
         """Each pin's refined top user (a class index): ``refine(...).users[:, 0]``, computed for
         fewer candidates. ``scores`` must be non-negative (the cascade's are probabilities).
