@@ -84,12 +84,12 @@ def test_tolerance_cap_is_a_quarter_of_the_starting_gradient():
 
 @pytest.mark.parametrize("features", [_anisotropic, _bag_of_words])
 def test_preconditioning_saves_iterations_at_scikit_learns_tolerance(features):
-    # scikit-learn: 1,160 iterations on the dense features, 121 on the words; ours: 57 and 34
-    # (120 on the words without the scaling)
+    # scikit-learn: 1,160 iterations on the dense features, 121 on the words; ours: 60 and 42
+    # (L-BFGS-B took 57 and 34, at a higher cost an iteration; 120 on the words unscaled)
     X, y = features(1000, 10)
     ours = PreconditionedLogisticRegression(C=100.0).fit(X, y)
     theirs = LogisticRegression(C=100.0, max_iter=10_000).fit(X, y)
-    assert ours.n_iter_[0] * 3 < theirs.n_iter_[0]
+    assert ours.n_iter_[0] * 2.5 < theirs.n_iter_[0]
     assert np.mean(ours.predict(X) == theirs.predict(X)) > 0.98
 
 

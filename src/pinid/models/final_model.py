@@ -38,6 +38,7 @@ from pinid.models.refinement import TOP_K
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
 
 N_FOLDS = 5
+RERANK_PINS = 10_000
 VIEWS = ("text", "char", "image")
 N_CANDIDATE_FEATURES = 2 + 2 * len(VIEWS) + len(SIMILARITY_STATS) * len(SEARCH_SPACES) + 3
 """fused score and position; probability and rank per view; similarity statistics per space;
@@ -143,6 +144,9 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         Candidates per pin.
     n_folds : int
         Folds of the cross-fitting that gives the re-ranker out-of-fold candidates.
+    rerank_pins : int or None
+        Out-of-fold pins that suffice to teach the re-ranker: no more folds are fitted once
+        they are reached (None: every fold).
     random_state : int
         Seed of those folds.
 
@@ -167,6 +171,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         similarity: str = "joint",
         top_k: int = TOP_K,
         n_folds: int = N_FOLDS,
+        rerank_pins: int | None = RERANK_PINS,
         random_state: int = 0,
     ) -> None:
         self.C_text = C_text
@@ -176,6 +181,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         self.similarity = similarity
         self.top_k = top_k
         self.n_folds = n_folds
+        self.rerank_pins = rerank_pins
         self.random_state = random_state
 
     def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
@@ -224,9 +230,13 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         gives that many candidates. A fold that cannot be fitted (its pins share no word, or it
         knows a single user) is left out, its pins teaching nothing.
 
-        Returns features ((3 n k, d), variant-major then pin-major), each row's author
-        position among its candidates (-1: not among them), each pin's fold (-1: left out)
-        and k.
+        Folds are fitted until their pins number ``rerank_pins``: a large corpus teaches the
+        re-ranker (a few dozen weights) as well from one fold as from five, at a fifth of the
+        cost; a single fold's pins are then cut at random for the temperature's cross-fitting.
+
+        Returns features ((3 m k, d), variant-major, then the m pins of the fitted folds in
+        their order in ``X``), each row's author position among its candidates (-1: not among
+        them), each of those pins' fold and k.
         """
         n = len(y)
         largest = int(np.bincount(np.unique(y, return_inverse=True)[1]).max())
@@ -242,44 +252,54 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         k = min([self.top_k, len(self.classes_)] + [u for u in known if u >= 2])
         variants = [(X.has_text, X.has_image), (X.has_text, np.zeros(n, bool)),
                     (np.zeros(n, bool), X.has_image)]  # fmt: skip
-        features = np.zeros((len(variants), n, k, N_CANDIDATE_FEATURES))
-        truth = np.full((len(variants), n), -1)
-        fold = np.full(n, -1)
+        folds_found = []  # (fold, its pins, their features, their authors' positions)
         for f, (inside, outside) in enumerate(splits):
+            if sum(len(pins) for _, pins, _, _ in folds_found) >= (self.rerank_pins or n):
+                break  # enough pins to teach the re-ranker: the other folds are not fitted
             # one fold's views at a time: they are let go before the next fold's are fitted
-            if self._fill_fold(X, y, inside, outside, variants, features, truth):
-                fold[outside] = f
-        if (fold < 0).all():
+            found = self._fold_candidates(X, y, inside, outside, variants, k)
+            if found is not None:
+                folds_found.append((f, outside, *found))
+        if not folds_found:
             raise DataError(
                 "cross-fitting the re-ranker: no fold of the training pins could "
                 "be fitted (too few pins sharing a word, or too few users)"
             )
-        usable = np.concatenate([(t | i) for t, i in variants])  # a variant with no modality
-        truth = np.where(usable, truth.ravel(), -1)  # (text-only of a textless pin) is skipped
-        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, fold, k
+        held = np.concatenate([pins for _, pins, _, _ in folds_found])
+        order = np.argsort(held)  # the pins in their order in X
+        fold = np.concatenate([np.full(len(pins), f) for f, pins, _, _ in folds_found])[order]
+        if len(folds_found) == 1:  # the temperature is cross-fitted within the one fold
+            fold = np.random.default_rng(self.random_state).permutation(len(fold)) % self.n_folds
+        features = np.concatenate([v for _, _, v, _ in folds_found], axis=1)[:, order]
+        truth = np.concatenate([t for _, _, _, t in folds_found], axis=1)[:, order]
+        usable = np.stack([(t | i)[held[order]] for t, i in variants])  # a variant with no
+        truth = np.where(usable, truth, -1).ravel()  # modality (text-only of a textless pin)
+        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, fold, k  # is skipped
 
-    def _fill_fold(self, X, y, inside, outside, variants, features, truth) -> bool:
-        """Candidate features and author positions of the pins ``outside``, from views fitted on
-        the pins ``inside``; False when those views cannot be fitted."""
-        k = features.shape[2]
+    def _fold_candidates(self, X, y, inside, outside, variants, k):
+        """Candidate features ((variants, pins, k, d)) and author positions ((variants, pins))
+        of the pins ``outside``, from views fitted on the pins ``inside``; None when those
+        views cannot be fitted."""
         if len(np.unique(y[inside])) < 2:
-            return False
+            return None
         try:
             views = self._fit_views(X.take(inside), y[inside])
         except DataError:
-            return False
+            return None
         views.top = k  # as many candidates as every fold can give
         fold_classes = np.searchsorted(self.classes_, views.base.classes_)
         author = np.searchsorted(self.classes_, y[outside])
         pins = X.take(outside)
         encoded = views.encode(pins)  # the variants differ only in the modalities used
+        features = np.zeros((len(variants), len(outside), k, N_CANDIDATE_FEATURES))
+        truth = np.full((len(variants), len(outside)), -1)
         for v, (has_text, has_image) in enumerate(variants):
             query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
             _, candidates, fold_features, _ = views.candidates(query, encoded)
             hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
-            truth[v, outside] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-            features[v, outside] = fold_features.reshape(len(outside), k, -1)
-        return True
+            truth[v] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+            features[v] = fold_features.reshape(len(outside), k, -1)
+        return features, truth
 
     def rank(self, X: PinFeatures, encoded: Encoded | None = None) -> Ranking:
         """Each pin's candidates re-ranked, with calibrated probabilities, each view's

@@ -465,7 +465,7 @@ def _final_model(
     params = doc["params"]
     model = FinalModel(**{k: params[k] for k in (
         "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
-        "random_state")})  # fmt: skip
+        "random_state")}, rerank_pins=params.get("rerank_pins"))  # fmt: skip
     model.views_ = Views(base, char, pins.texts, model.top_k)
     model.classes_, model.reranker_, model.temperature_ = base.classes_, reranker, temperature
     return model

@@ -12,8 +12,9 @@ leaves the minimum where it was:
 - sparse features: ``P = diag(σ² + alpha)^(-1/4)`` (``σ²`` each feature's variance), half of
   that scaling and without the correlations, so that nothing is densified.
 
-The products run in float32 (twice BLAS's float64 rate); L-BFGS keeps float64. What it
-saves against scikit-learn's solvers: docs/performance.md.
+The products run in float32 (twice BLAS's float64 rate); the iterate stays float64 and
+L-BFGS (:mod:`pinid.models.lbfgs`, without L-BFGS-B's bound machinery) keeps its steps in
+float32. What it saves against scikit-learn's solvers: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+
+from pinid.models.lbfgs import minimize_lbfgs
 
 COVARIANCE_ROWS = 8_192  # about (at most twice); a preconditioner need not be exact
 HISTORY = 5
@@ -76,6 +78,9 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
         mean32 = mean.astype(np.float32)
         alpha = k / (self.C * n)
         P = _feature_scales(X, mean, alpha) if sp.issparse(X) else _whitener(X, mean32, alpha)
+        # scikit-learn's stopping rule: no entry of the gradient with respect to its own
+        # parameters (W, intercept) above tol; L-BFGS's own test would apply it to V's
+        tol = capped_tolerance(self.tol, X, labels)
         rows = np.arange(n)
         # two columns w0 = -w1 = w/2 carry |w|²/2: twice the penalty is scikit-learn's binary one
         penalty = (2.0 if k == 2 else 1.0) / (self.C * n)
@@ -101,30 +106,12 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
             gradient_W -= np.outer(mean32, column_sums.astype(np.float32))
             return value, np.concatenate([_times(P, gradient_W).ravel(), column_sums])
 
-        # scikit-learn's stopping rule: no entry of the gradient with respect to its own
-        # parameters (W, intercept) above tol; L-BFGS's own test would apply it to V's
-        tol = capped_tolerance(self.tol, X, labels)
+        def small_gradient(theta: np.ndarray) -> bool:
+            return latest["largest"] <= tol and np.array_equal(latest["theta"], theta)
 
-        def small_gradient(intermediate_result) -> None:
-            if latest["largest"] <= tol and np.array_equal(latest["theta"], intermediate_result.x):
-                latest["converged"] = True
-                raise StopIteration
-
-        result = minimize(
-            loss,
-            np.zeros(d * k + k),
-            jac=True,
-            method="L-BFGS-B",
-            callback=small_gradient,
-            options={
-                "maxiter": self.max_iter,
-                "gtol": 0.0,
-                "ftol": 64 * np.finfo(float).eps,
-                "maxls": 50,
-                "maxcor": HISTORY,
-            },
-        )
-        if not latest.get("converged") and result.status != 0:  # 0: L-BFGS's own ftol stop
+        result = minimize_lbfgs(loss, np.zeros(d * k + k), small_gradient, self.max_iter,
+                                HISTORY, ftol=64 * np.finfo(float).eps)  # fmt: skip
+        if not result.done:
             warnings.warn(
                 f"L-BFGS stopped before the gradient fell below {tol:.2g}: {result.message}",
                 ConvergenceWarning,
