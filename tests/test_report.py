@@ -11,7 +11,7 @@ import pytest
 
 from pinid.cli import main
 from pinid.evaluation.experiment import BEYOND_ROWS, TABLE_ROWS
-from tests.browser import chromium
+from tests.browser import accessibility_violations, chromium
 
 FIGURES = ("fig2_words_per_pin", "fig3_projections", "fig4_per_user_f1", "fig5_f1_histogram",
            "reliability", "unknown_users")  # fmt: skip
@@ -104,8 +104,10 @@ def test_report_renders_in_a_real_browser(run_dir):
             " 'linked-pairs']"
             ".map(id => document.getElementById(id).rows.length)"
         )
+        violations = accessibility_violations(browser)
     finally:
         browser.quit()
+    assert not violations, "axe-core on the report:\n" + "\n".join(violations)
     assert len(widths) == len(FIGURES) and all(w > 0 for w in widths)
     results = _results(run_dir)
     pairs = results["linking"]["pairs"]

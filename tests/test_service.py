@@ -25,7 +25,7 @@ from pinid.api import Model
 from pinid.cli import main
 from pinid.service.app import MAX_TEXT_CHARS, create_app
 from pinid.service.middleware import RequestLimits
-from tests.browser import chromium
+from tests.browser import accessibility_violations, chromium
 from tests.helpers import uncertain_text
 from tests.live_server import start_server, stop
 
@@ -445,16 +445,19 @@ def test_a_real_server_refuses_an_oversized_chunked_upload(live_server):
 @pytest.mark.slow
 def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_server, pins):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     pin = pins[12]
     browser = chromium()
     try:
         browser.get(live_server + "/")
-        WebDriverWait(browser, 20).until(
-            expected_conditions.text_to_be_present_in_element((By.ID, "model-info"), "users")
+        WebDriverWait(browser, 20).until(  # the page has loaded all it loads by itself
+            lambda b: (
+                "users" in b.find_element(By.ID, "model-info").text
+                and not b.find_element(By.ID, "links-status").text.startswith("Looking")
+            )
         )
+        empty_page = accessibility_violations(browser)
         browser.find_element(By.ID, "image-input").send_keys(str(pin["path"].resolve()))
         browser.find_element(By.ID, "text-input").send_keys(pin["text"])
         browser.find_element(By.ID, "identify").click()
@@ -474,10 +477,13 @@ def test_a_pin_dropped_on_the_page_shows_its_user_first_with_evidence(live_serve
         )
         user = first.find_element(By.CSS_SELECTOR, ".user .name").text
         summary = browser.find_element(By.ID, "summary").text
+        answered_page = accessibility_violations(browser)
     finally:
         browser.quit()
     assert user == pin["user"]
     assert summary.startswith("Used text + image")
+    assert not empty_page, "axe-core before an answer:\n" + "\n".join(empty_page)
+    assert not answered_page, "axe-core with the answer shown:\n" + "\n".join(answered_page)
 
 
 @pytest.mark.slow
