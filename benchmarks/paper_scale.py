@@ -9,19 +9,20 @@ process (so each peak RSS is its own), on the same pins and split:
   validation, predict_proba, cascade, then the top-10 refinement in NumPy (chunked products of
   a sparse text and a dense image block; each user's best match by one maximum.reduceat over
   the training pins grouped by user);
-- pinid cf_ref: pinid's pipeline for the paper's model (tune_C, PaperModel, predict);
-- pinid cf_rerank: pinid's default model, what ``pinid train`` saves (tune_C with the
-  character view, FinalModel).
+- pinid: pinid's default model, what ``pinid train`` saves (tune_C with the character view,
+  FinalModel, ``cf_rerank``), answering through ``Model.identify_features``: the path of
+  ``pinid predict --data``, ``serve`` and the Python API;
+- pinid_paper: pinid's pipeline for the paper's model (tune_C, PaperModel, ``cf_ref``).
 
-train_s covers C tuning, the final fit and arranging the training pins for refinement;
+train_s covers C tuning, the final fit and what answering needs of the training pins;
 identify_pins_per_s the test pins from features (texts and image feature vectors given) to each
-pin's answer, timed once right after training: for cf_ref its refined top user
-(PaperModel.predict leaves out the similarities that cannot change it; the reference computes
-every candidate's); for cf_rerank the whole answer of ``pinid predict --data`` (the ten
-candidates with calibrated probabilities and evidence, ``Model.identify_features``); accuracy
-is on the test pins.
+pin's answer, timed once right after training: for pinid the whole answer of ``pinid predict
+--data`` (the ten candidates with calibrated probabilities and evidence); for pinid_paper its
+refined top user (PaperModel.predict leaves out the similarities that cannot change it; the
+reference computes every candidate's); accuracy is on the test pins.
 
-    python benchmarks/paper_scale.py --scale 1.0 --users 117 --json paper_scale.json
+    python benchmarks/paper_scale.py --scale 1.0 --json paper_scale.json
+    python benchmarks/paper_scale.py --users 10000 --pins-per-user 30 --pipelines pinid
     python benchmarks/paper_scale.py --sweep          # also rewrites benchmarks/RESULTS.md
 """
 
@@ -38,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from child import in_child, machine
-from synthetic import generate
+from synthetic import PAPER_PINS_PER_USER, PAPER_USERS, generate
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 TOP_K = 10
@@ -107,7 +108,7 @@ def reference(corpus) -> dict:
         answers[rows] = top[np.arange(len(top)), refined.argmax(axis=1)]
     identify_s = time.perf_counter() - started
     accuracy = float((text_lr.classes_[answers] == y[test]).mean())
-    return _row(train_s, test.sum() / identify_s, accuracy)
+    return _row(train_s, test.sum() / identify_s, accuracy, "scikit-learn, cascade + refinement")
 
 
 def _joint(text, image):
@@ -128,7 +129,7 @@ def _tune_C(data, split, views=None):
     return tune_C(*parts, views=views or tuple(VIEW_MODELS))
 
 
-def pinid_cf_ref(corpus) -> dict:
+def pinid_paper(corpus) -> dict:
     from pinid.models.paper_model import PaperModel
 
     data, split = corpus.as_pinid()
@@ -140,7 +141,7 @@ def pinid_cf_ref(corpus) -> dict:
     return _test(model, data, split, time.perf_counter() - started)
 
 
-def pinid_cf_rerank(corpus) -> dict:
+def pinid_default(corpus) -> dict:
     from pinid.api import Model
     from pinid.models.training import fit_identifier
 
@@ -156,7 +157,7 @@ def pinid_cf_rerank(corpus) -> dict:
     answers = model.identify_features(test_X.texts, test_X.images, test_X.has_image)
     identify_s = time.perf_counter() - started
     right = np.mean([a.user == user for a, user in zip(answers, test_y, strict=True)])
-    return _row(train_s, len(test_y) / identify_s, float(right))
+    return _row(train_s, len(test_y) / identify_s, float(right), "cf_rerank")
 
 
 def _test(model, data, split, train_s: float) -> dict:
@@ -165,11 +166,13 @@ def _test(model, data, split, train_s: float) -> dict:
     started = time.perf_counter()
     answers = model.predict(test_X)
     identify_s = time.perf_counter() - started
-    return _row(train_s, len(test_y) / identify_s, float((answers == np.asarray(test_y)).mean()))
+    accuracy = float((answers == np.asarray(test_y)).mean())
+    return _row(train_s, len(test_y) / identify_s, accuracy, "cf_ref")
 
 
-def _row(train_s: float, pins_per_s: float, accuracy: float) -> dict:
+def _row(train_s: float, pins_per_s: float, accuracy: float, model: str) -> dict:
     return {
+        "model": model,
         "train_s": round(train_s, 1),
         "identify_pins_per_s": round(float(pins_per_s)),
         "peak_rss_mb": round(_peak_rss_mb()),
@@ -182,7 +185,7 @@ def _on_corpus(task, scale: float, users: int) -> dict:
     return task(generate(scale, users))
 
 
-PIPELINES = {"reference": reference, "pinid": pinid_cf_ref, "pinid_cf_rerank": pinid_cf_rerank}
+PIPELINES = {"reference": reference, "pinid": pinid_default, "pinid_paper": pinid_paper}
 
 
 def run(scale: float, users: int, which: list[str], budget_s: float) -> dict:
@@ -200,7 +203,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="share of the paper's pins")
     parser.add_argument("--users", type=int, default=117)
-    parser.add_argument("--pipelines", default="reference,pinid,pinid_cf_rerank")
+    parser.add_argument(
+        "--pins-per-user", type=int, help="instead of --scale: this many pins for every user"
+    )
+    parser.add_argument("--pipelines", default="reference,pinid,pinid_paper")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--sweep", action="store_true", help="growth table -> RESULTS.md")
     parser.add_argument(
@@ -208,6 +214,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     which = args.pipelines.split(",")
+    if args.pins_per_user:
+        args.scale = args.pins_per_user * args.users / (PAPER_USERS * PAPER_PINS_PER_USER)
     print(f"machine: {machine()}")
     if not args.sweep:
         print(f"scale {args.scale}, {args.users} users")
@@ -228,11 +236,11 @@ def _write_results(rows: list[dict], budget_s: float) -> None:
         "# pinid at the paper's scale and beyond",
         "",
         f"Written by `python benchmarks/paper_scale.py --sweep` on {machine()}.",
-        "pinid's cf_ref pipeline on synthetic corpora of the paper's shape (synthetic.py): train",
-        "= C tuning on validation + the final fit on train + validation; identify = the test",
-        "pins from features to their answers (PaperModel.predict); peak RSS of the process",
-        "that did both. The user rows share the paper's 70,200 pins among more users (140 and",
-        "35 pins each).",
+        "pinid's default model (cf_rerank) on synthetic corpora of the paper's shape",
+        "(synthetic.py): train = C tuning on validation + the final fit on train + validation;",
+        "identify = the test pins from features to their whole answers (Model.identify_features);",
+        "peak RSS of the process that did both. The user rows share the paper's 70,200 pins among",
+        "more users (140 and 35 pins each).",
         "",
         "| pins (share of paper) | users | train s | identify pins/s | peak RSS MB | accuracy |",
         "|---|---|---|---|---|---|",
