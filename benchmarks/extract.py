@@ -139,7 +139,7 @@ def main() -> None:
     default = next(
         r for r in rows if (r["engine"], r["batch"]) == (DEFAULT_ENGINE, DEFAULT_BATCH_SIZE)
     )
-    a, b = features["torch"], features[DEFAULT_ENGINE]
+    a, b = features["torch"].astype(np.float64), features[DEFAULT_ENGINE].astype(np.float64)
     cosines = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     summary = {
         "torch": {k: torch_best[k] for k in ("bare_img_s", "e2e_img_s", "batch", "cnn_busy")},
