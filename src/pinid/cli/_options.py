@@ -85,7 +85,8 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
         type=_positive,
         metavar="N",
         help="CNN threads per Dask worker (default: its machine's cores shared among its "
-        "workers, at least 2: with 1, features differ from an in-process run's in the last digits)",
+        "workers, at least 2: with 1, torch's features differ from an in-process run's in the last "
+        "digits)",
     )
 
 

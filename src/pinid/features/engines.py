@@ -1,11 +1,12 @@
 """What runs the CNN's forward pass: PyTorch eager (the reference) or ONNX Runtime (faster).
 
-ONNX Runtime runs EfficientNet-Lite about twice as fast as PyTorch eager on a few CPU cores
-(``benchmarks/extract.py``), in float32 with the same features to a cosine of 1 - 1e-6. Its
-graph is exported from the same shipped weights on first use and kept in the cache folder,
-named by the weights' digest: no model file is committed or downloaded. Both engines take a
-float32 (N, 3, res, res) batch from ``preprocess.to_tensor`` and give (N, 1280 + style_dim)
-features, the pooled features first.
+ONNX Runtime runs EfficientNet-Lite's forward pass about 1.8 x as fast as PyTorch eager on 2 CPU
+cores (``benchmarks/extract.py``; end to end less, as decoding shares the cores), in float32
+with the same features to a cosine of 1 - 2e-7, bitwise the same for 1-3 threads and every
+batch size measured. Its graph is exported from the same shipped weights on first use and kept
+in the cache folder, named by the weights' digest: no model file is committed or downloaded.
+Both engines take a float32 (N, 3, res, res) batch from ``preprocess.to_tensor`` and give
+(N, 1280 + style_dim) features, the pooled features first.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from pinid.features.efficientnet import build_model
 from pinid.features.specs import ExtractorSpec, get_spec
 
 PRECISION = "fp32"
-"""Reduced precision was measured and left out: bf16 and int8 move features too far
-(cosine 0.996 and 0.93 to the reference; docs/performance.md)."""
+"""Reduced precision is left out: as measured for issue 20, bf16 (OpenVINO) and int8 move
+features too far from the reference (cosine 0.996 and 0.93; docs/performance.md)."""
 EXPORT_VERSION = 1
 """Part of the exported file's name: bump when the export (opset, exporter, graph) changes."""
 
