@@ -257,7 +257,7 @@ def test_workers_that_do_not_share_the_cache_folder_are_an_error(cluster, tmp_pa
 
 def test_a_worker_with_another_image_extractor_refuses_its_shard():
     recipe = distributed._Recipe(
-        "efficientnet-lite0", "pad", 4, "/nowhere", "lite0-of-another-pinid", True
+        "efficientnet-lite0", "pad", 4, "/nowhere", "lite0-of-another-pinid", True, "onnx"
     )
     with pytest.raises(PinidError, match=r"has image extractor .* the client lite0-of-another"):
         distributed._extractor(recipe, 1)

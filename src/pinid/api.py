@@ -18,7 +18,12 @@ from pinid.data import Dataset, load_dataset, make_split
 from pinid.data.manifest import cell_text, dataset_from_records, missing
 from pinid.data.split import split_for
 from pinid.errors import DataError, ModelFileError, PinidError
-from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, MAX_FAILURE_RATE
+from pinid.features import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_ENGINE,
+    DEFAULT_EXTRACTOR,
+    MAX_FAILURE_RATE,
+)
 from pinid.features.pin_features import PinFeatures
 from pinid.models.answer import AccountPair, Answer
 from pinid.models.final_model import FinalModel, Ranking
@@ -139,9 +144,10 @@ class Model:
             from pinid.features.extract import ImageFeatureExtractor
 
             record = self.extractor_record
-            extractor = ImageFeatureExtractor(  # a model of pinid 0.2 has no style statistics
+            # a model of pinid 0.2 has no style statistics, one before 0.5 no engine (torch's)
+            extractor = ImageFeatureExtractor(
                 record["name"], fit=record["fit"], progress=self._progress,
-                style=record.get("style", False),
+                style=record.get("style", False), engine=record.get("engine", "torch"),
             )  # fmt: skip
             if extractor.extractor_id != record["id"]:
                 raise ModelFileError(
@@ -314,6 +320,7 @@ def train(
     split: str | Path | None = None,
     extractor: str = DEFAULT_EXTRACTOR,
     style: bool = True,
+    engine: str = DEFAULT_ENGINE,
     similarity: str = "joint",
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_unreadable: float = MAX_FAILURE_RATE,
@@ -323,7 +330,8 @@ def train(
     part of a seeded 4:1:1 split (or ``split``, a file from ``pinid data split``), then every
     view fitted on all pins, and the rejection threshold chosen on held-out users of that split
     (:mod:`pinid.evaluation.unknown`). ``style=False`` keeps the paper's image features (the
-    pooled ones alone).
+    pooled ones alone). ``engine`` runs the CNN (``"onnx"`` or ``"torch"``, the reference); the
+    model records it and computes its queries' features with the same one.
 
     ``data`` is a manifest or folder tree, a :class:`~pinid.data.Dataset`, or records with the
     manifest's columns (a pandas DataFrame; image paths relative to ``root``).
@@ -336,7 +344,7 @@ def train(
 
     dataset = _dataset(data, root).drop_small_users(strict=strict)
     chosen_split = split_for(dataset, Path(split)) if split else make_split(dataset, seed)
-    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style)
+    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style, engine=engine)
     prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, strict=strict)
     train_part = prepared.part(chosen_split.ids("train"))
     chosen, _ = tune_C(train_part, prepared.part(chosen_split.ids("val")))
@@ -358,6 +366,7 @@ def link(
     top: int = LINKS_TOP,
     extractor: str = DEFAULT_EXTRACTOR,
     style: bool = True,
+    engine: str = DEFAULT_ENGINE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_unreadable: float = MAX_FAILURE_RATE,
 ) -> list[AccountPair]:
@@ -371,7 +380,7 @@ def link(
 
     _check_top(top, LINKS_MAX)
     dataset = _dataset(data, root)
-    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style)
+    cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style, engine=engine)
     prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, minimum=1)
     pins = prepared.dataset.pins
     vectors = make_image_model()[:-1].fit_transform(prepared.features.images)

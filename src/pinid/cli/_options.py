@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from pinid.features import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_ENGINE,
     DEFAULT_EXTRACTOR,
     DEFAULT_SHARD_SIZE,
+    ENGINES,
     EXTRACTOR_NAMES,
     MAX_FAILURE_RATE,
 )
@@ -38,6 +40,13 @@ def add_extractor_options(parser: argparse.ArgumentParser) -> None:
         dest="style",
         action="store_false",
         help="the paper's image features: the CNN's pooled features without style statistics",
+    )
+    parser.add_argument(
+        "--engine",
+        default=DEFAULT_ENGINE,
+        choices=ENGINES,
+        help=f"what runs the CNN (default {DEFAULT_ENGINE}; torch: PyTorch eager, the slower "
+        "reference); features of two engines are cached apart",
     )
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per CNN forward pass"
@@ -76,7 +85,8 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
         type=_positive,
         metavar="N",
         help="CNN threads per Dask worker (default: its machine's cores shared among its "
-        "workers, at least 2: with 1, features differ from an in-process run's in the last digits)",
+        "workers, at least 2: with 1, torch's features differ from an in-process run's in the last "
+        "digits)",
     )
 
 

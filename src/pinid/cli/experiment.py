@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
             out,
             seed=args.seed,
             extractor=ImageFeatureExtractor(
-                args.extractor, batch_size=args.batch_size, style=args.style
+                args.extractor, batch_size=args.batch_size, style=args.style, engine=args.engine
             ),
             similarity=args.similarity,
             max_unreadable=args.max_unreadable,

@@ -26,7 +26,9 @@ def main(args: argparse.Namespace) -> int:
     from pinid.features.extract import ImageFeatureExtractor, check_failure_rate
 
     dataset = load_dataset(args.data)
-    extractor = ImageFeatureExtractor(args.extractor, batch_size=args.batch_size, style=args.style)
+    extractor = ImageFeatureExtractor(
+        args.extractor, batch_size=args.batch_size, style=args.style, engine=args.engine
+    )
     paths = [pin.image for pin in dataset.pins]
     if on_cluster(args):
         result = extract_on_cluster(args, extractor, paths, what="images")

@@ -42,7 +42,8 @@ def main(args: argparse.Namespace) -> int:
         pairs = Model.load(args.model).links(args.top)
     else:
         pairs = link(args.data, top=args.top, extractor=args.extractor, style=args.style,
-                     batch_size=args.batch_size, max_unreadable=args.max_unreadable)  # fmt: skip
+                     engine=args.engine, batch_size=args.batch_size,
+                     max_unreadable=args.max_unreadable)  # fmt: skip
     records = [pair.model_dump() for pair in pairs]
     if args.json:
         print(json.dumps({"pairs": records}, indent=2, ensure_ascii=False))

@@ -29,6 +29,7 @@ def main(args: argparse.Namespace) -> int:
             split=args.split,
             extractor=args.extractor,
             style=args.style,
+            engine=args.engine,
             similarity=args.similarity,
             batch_size=args.batch_size,
             max_unreadable=args.max_unreadable,

@@ -63,6 +63,7 @@ class _Recipe:
     cache_root: str
     extractor_id: str
     style: bool
+    engine: str
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def extract_on_cluster(
     """Compute the features of ``paths`` that ``extractor``'s cache lacks on the cluster.
 
     The features land in the cache; read them with ``extractor.extract(paths)``. ``threads``
-    sets every worker's torch threads (default: see :func:`_threads_by_host`).
+    sets every worker's CNN threads (default: see :func:`_threads_by_host`).
     """
     run, groups = _survey(extractor, paths)
     # Whole batches per shard: every batch a worker runs is one an in-process run would run.
@@ -134,6 +135,7 @@ def extract_on_cluster(
         str(extractor.cache.root.resolve()),
         extractor.extractor_id,
         extractor.style,
+        extractor.engine,
     )
     plan = {"*": threads} if threads else _threads_by_host(client)  # "*": every machine
     futures = {}
@@ -226,6 +228,7 @@ def _extractor(recipe: _Recipe, threads: int) -> ImageFeatureExtractor:
         progress=False,
         threads=threads,
         style=recipe.style,
+        engine=recipe.engine,
     )
     if extractor.extractor_id != recipe.extractor_id:
         raise PinidError(

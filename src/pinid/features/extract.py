@@ -7,7 +7,6 @@ calls :class:`ImageFeatureExtractor`; there is no second path.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,9 +19,17 @@ import torch
 from tqdm import tqdm
 
 from pinid.errors import DataError
-from pinid.features import DEFAULT_BATCH_SIZE, DEFAULT_EXTRACTOR, DEFAULT_FIT, MAX_FAILURE_RATE
+from pinid.features import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_ENGINE,
+    DEFAULT_EXTRACTOR,
+    DEFAULT_FIT,
+    ENGINES,
+    MAX_FAILURE_RATE,
+)
 from pinid.features.cache import FeatureCache
-from pinid.features.efficientnet import FEATURE_DIM, build_model, get_spec, style_dim
+from pinid.features.efficientnet import FEATURE_DIM, get_spec, style_dim
+from pinid.features.engines import PRECISION, Engine, make_engine
 from pinid.features.images import (
     DECODE_VERSION,
     UnreadableImage,
@@ -77,12 +84,18 @@ class ImageFeatureExtractor:
         progress: bool = True,
         threads: int | None = None,
         style: bool = True,
+        engine: str = DEFAULT_ENGINE,
     ) -> None:
-        """``threads``: the CNN's torch threads (default: every core); a Dask worker that shares
+        """``threads``: the CNN's threads (default: every core); a Dask worker that shares
         its machine with other workers takes its share. ``style``: the pooled features followed
         by style statistics of the same pass (:func:`~pinid.features.efficientnet.style_dim`
-        wide); without it, the pooled features alone (what models of pinid 0.2 used)."""
+        wide); without it, the pooled features alone (what models of pinid 0.2 used).
+        ``engine``: what runs the CNN (:mod:`~pinid.features.engines`), ``"onnx"`` or
+        ``"torch"`` (the reference)."""
         self.spec = get_spec(name)
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+        self.engine = engine
         self.style = style
         self.feature_dim = FEATURE_DIM + (style_dim(self.spec) if style else 0)
         if fit not in FITS:
@@ -95,15 +108,28 @@ class ImageFeatureExtractor:
 
     @cached_property
     def extractor_id(self) -> str:
-        """Name, decoding, preprocessing and weights digest: any change gives a fresh cache."""
-        digest = hashlib.sha256(self.spec.weights_path().read_bytes()).hexdigest()[:12]
-        base = f"{self.spec.name}-{self.fit}-{DECODE_VERSION}{PREPROCESS_VERSION}-{digest}"
-        return f"{base}-style{STYLE_VERSION}" if self.style else base
+        """Name, decoding, preprocessing, weights digest and engine: any change gives a fresh
+        cache. The torch engine (the reference, and pinid's only one before 0.5) adds nothing,
+        so its caches and the models trained with it keep their ids; any other engine adds its
+        name and precision, so features of two engines never mix."""
+        base = f"{self.spec.name}-{self.fit}-{DECODE_VERSION}{PREPROCESS_VERSION}-{self._digest}"
+        base = f"{base}-style{STYLE_VERSION}" if self.style else base
+        return base if self.engine == "torch" else f"{base}-{self.engine}-{PRECISION}"
 
     @cached_property
-    def _model(self):
-        torch.set_num_threads(self.threads or os.cpu_count() or 1)
-        return build_model(self.spec.name)
+    def _digest(self) -> str:
+        return hashlib.sha256(self.spec.weights_path().read_bytes()).hexdigest()[:12]
+
+    @cached_property
+    def _model(self) -> Engine:
+        return make_engine(
+            self.engine,
+            self.spec,
+            threads=self.threads,
+            style=self.style,
+            folder=self.cache.root / "engines",
+            digest=self._digest,
+        )
 
     def load(self) -> ImageFeatureExtractor:
         """Load the CNN now (it is otherwise loaded on the first image that needs it)."""
@@ -163,8 +189,7 @@ class ImageFeatureExtractor:
         return self._forward([tensor])[0]
 
     def _forward(self, tensors: list) -> np.ndarray:
-        with torch.inference_mode():
-            return self._model.features(torch.stack(tensors), self.style).float().numpy()
+        return self._model(torch.stack(tensors).numpy())
 
     def extract(self, paths: Sequence[Path], *, what: str = "images") -> FeatureResult:
         """Features for ``paths`` (cache first); unreadable files get a reason, not an abort."""

@@ -28,6 +28,7 @@ from pinid import __version__
 from pinid._atomic import atomic_directory, atomic_write_text, output_lock
 from pinid.data.pins import Pin
 from pinid.errors import ModelFileError
+from pinid.features import ENGINES
 from pinid.features.specs import FITS, get_spec
 from pinid.models.final_model import N_CANDIDATE_FEATURES, FinalModel, Views
 from pinid.models.modality import make_char_model, make_image_model, make_text_model
@@ -332,6 +333,7 @@ def _check_consistent(model: PaperModel, pins: TrainingPins, doc: dict) -> None:
         extractor["fit"] not in FITS
         or not isinstance(extractor["id"], str)
         or not isinstance(extractor.get("style", False), bool)
+        or extractor.get("engine", "torch") not in ENGINES
     ):
         raise ValueError("invalid extractor record")
 

@@ -26,4 +26,4 @@ def fit_identifier(
 def extractor_record(extractor: ImageFeatureExtractor) -> dict:
     """What a model needs to compute the same image features at prediction time."""
     return {"name": extractor.spec.name, "fit": extractor.fit, "id": extractor.extractor_id,
-            "style": extractor.style}  # fmt: skip
+            "style": extractor.style, "engine": extractor.engine}  # fmt: skip

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import torch
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -215,6 +214,7 @@ class Service:
 def _prepare(old: Model, signature: tuple | None) -> Serving:
     """The folder's model, loaded with its CNN ready."""
     new = old.reload()
+    new.extractor.threads = old.extractor.threads  # a new CNN shares the cores as the old one
     new.extractor.load()
     return Serving.of(new, signature)
 
@@ -271,9 +271,9 @@ def create_app(
     page = (static / "index.html").read_text(encoding="utf-8")
 
     def load_cnn() -> None:
-        service.serving.model.extractor.load()
-        if threads:
-            torch.set_num_threads(threads)
+        extractor = service.serving.model.extractor
+        extractor.threads = threads or extractor.threads
+        extractor.load()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
