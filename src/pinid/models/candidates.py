@@ -120,7 +120,7 @@ class CandidateSearch:
         scale = np.where(use_text & use_image, np.sqrt(0.5), 1.0)
         stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
         best = np.zeros(n * k, np.int64)
-        text_part = np.zeros(n * k)
+        text_part, image_part = np.zeros(n * k), np.zeros(n * k)
         pin_of = np.repeat(np.arange(n), k)  # pair i * k + j: pin i, its candidate j
         flat = candidates.ravel()
         by_user = np.argsort(flat, kind="stable")
@@ -139,9 +139,10 @@ class CandidateSearch:
                 score[both] *= self.joint_scale[a:b]  # the training pins' joint norm
                 best[pairs] = a + score.argmax(axis=1)
                 text_part[pairs] = S[0][np.arange(len(pairs)), best[pairs] - a]
+                # the chosen pins' image part, exact: in full dimensions, one user at a time
+                image_part[pairs] = np.einsum("ij,ij->i", images[mine], self.images[best[pairs]])
         found.stats[rows] = stats.reshape(n, k, *stats.shape[1:])
-        if evidence:  # the chosen pins' similarity, exact (the image part in full dimensions)
-            image_part = np.einsum("ij,ij->i", images[pin_of], self.images[best])
+        if evidence:  # the chosen pins' similarity
             pin_scale = np.where((use_text & use_image)[pin_of], self.joint_scale[best], 1.0)
             similarity = scale[pin_of] * pin_scale * (
                 text_part * use_text[pin_of] + image_part * use_image[pin_of])  # fmt: skip
