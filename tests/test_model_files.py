@@ -260,8 +260,11 @@ def test_a_schema_2_model_folder_loads_and_answers_as_before(sample_corpus):
         assert [(c.user, c.evidence.pin_id) for c in got.candidates] == [
             (user, pin) for user, _, pin in want["ranking"]
         ]
+        # pinid 0.5 computes the re-ranker's similarity statistics another way (one search,
+        # the image space in its principal directions): the same ranking and evidence, the
+        # probabilities within a millionth, or 1e-12 for the vanishing ones (1e-9 before)
         assert [c.probability for c in got.candidates] == pytest.approx(
-            [p for _, p, _ in want["ranking"]], rel=1e-9, abs=1e-300
+            [p for _, p, _ in want["ranking"]], rel=1e-6, abs=1e-12
         )
 
 
@@ -282,9 +285,12 @@ def test_model_upgrade_rewrites_a_schema_2_folder_once_and_keeps_its_answers(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old-model"]  # no temporary file
     assert doc["upgraded"] == {"from_schema": 2, "by_pinid": pinid.__version__}
     for want, got in _schema2_answers(folder, sample_corpus):
-        assert [(c.user, c.probability, c.evidence.pin_id) for c in got.candidates] == [
-            tuple(entry) for entry in want["ranking"]
+        assert [(c.user, c.evidence.pin_id) for c in got.candidates] == [
+            (user, pin) for user, _, pin in want["ranking"]
         ]
+        assert [c.probability for c in got.candidates] == pytest.approx(
+            [p for _, p, _ in want["ranking"]], rel=1e-6, abs=1e-12
+        )
     assert main(["model", "upgrade", str(folder)]) == 0
     assert "already in model format 3" in capsys.readouterr().out
 
