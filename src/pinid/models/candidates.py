@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from pinid.models.similarity import SPACES, make_space
+from pinid.models.similarity import SPACES, make_space, row_norms
 
 SIMILARITY_STATS = ("max", "top3", "mean")
 SEARCH_SPACES = ("text", "char", "image")
@@ -73,7 +73,7 @@ class CandidateSearch:
         self.bounds = np.concatenate([[0], np.cumsum(counts)])
         words, chars = (make_space("text", b, None)[0][self.order] for b in (words, chars))
         self.images = make_space("image", None, images)[0][self.order]
-        has_text, has_image = _nonzero_rows(words), _nonzero_rows(self.images)
+        has_text, has_image = row_norms(words) > 0, row_norms(self.images) > 0
         self.joint_scale = 1.0 / np.sqrt(np.maximum(has_text + has_image.astype(int), 1))
         self.basis = principal_directions(self.images, PROJECTED_DIM)
         self.columns = [_column_selectors(common_columns(b)) for b in (words, chars)]
@@ -151,7 +151,7 @@ class CandidateSearch:
 
     def _evidence_modalities(self, words, images) -> tuple[np.ndarray, np.ndarray]:
         """Per pin: is its text, its image compared for the evidence?"""
-        has_text, has_image = _nonzero_rows(words), _nonzero_rows(images)
+        has_text, has_image = row_norms(words) > 0, row_norms(images) > 0
         if self.evidence_space == "text":
             return np.ones_like(has_text), np.zeros_like(has_image)
         if self.evidence_space == "image":
@@ -187,12 +187,6 @@ def _column_selectors(common: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]
                              shape=(len(mask), len(columns)))  # fmt: skip
 
     return selector(common), selector(~common)
-
-
-def _nonzero_rows(block) -> np.ndarray:
-    if sp.issparse(block):
-        return np.asarray(abs(block).sum(axis=1)).ravel() > 0
-    return np.einsum("ij,ij->i", block, block) > 0
 
 
 def _statistics(similarity: np.ndarray) -> np.ndarray:

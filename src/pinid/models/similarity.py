@@ -16,7 +16,7 @@ import scipy.sparse as sp
 SPACES = ("text", "image", "joint")
 
 
-def _row_norms(block) -> np.ndarray:
+def row_norms(block) -> np.ndarray:
     if sp.issparse(block):
         return np.sqrt(np.asarray(block.multiply(block).sum(axis=1)).ravel())
     return np.sqrt(np.einsum("ij,ij->i", block, block))  # no squared copy of the block
@@ -32,7 +32,7 @@ def _scale_rows(block, factors: np.ndarray):
 
 
 def _unit(block):
-    norms = _row_norms(block)
+    norms = row_norms(block)
     return _scale_rows(block, np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0))
 
 
@@ -48,7 +48,7 @@ def make_space(space: str, text_vectors, image_vectors: np.ndarray) -> list:
     if space != "joint":
         raise ValueError(f"unknown similarity space {space!r}; valid: {', '.join(SPACES)}")
     text, image = _unit(text_vectors), _unit(image_vectors)
-    norms = np.sqrt(_row_norms(text) ** 2 + _row_norms(image) ** 2)
+    norms = np.sqrt(row_norms(text) ** 2 + row_norms(image) ** 2)
     inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return [sp.csr_matrix(_scale_rows(text, inverse)), _scale_rows(image, inverse)]
 
