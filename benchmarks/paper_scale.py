@@ -24,6 +24,7 @@ reference computes every candidate's); accuracy is on the test pins.
     python benchmarks/paper_scale.py --scale 1.0 --json paper_scale.json
     python benchmarks/paper_scale.py --users 10000 --pins-per-user 30 --pipelines pinid
     python benchmarks/paper_scale.py --sweep          # also rewrites benchmarks/RESULTS.md
+    python benchmarks/paper_scale.py --table A.json B.json   # RESULTS.md from single runs
 """
 
 from __future__ import annotations
@@ -212,7 +213,17 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, default=3600, help="seconds one pipeline may take at one size"
     )
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        metavar="JSON",
+        help="instead of running: RESULTS.md's growth table from the --json files of single runs",
+    )
     args = parser.parse_args()
+    if args.table:
+        rows = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.table]
+        _write_results([{"users": r["shape"]["users"], **r} for r in rows], args.budget)
+        return
     which = args.pipelines.split(",")
     if args.pins_per_user:
         args.scale = args.pins_per_user * args.users / (PAPER_USERS * PAPER_PINS_PER_USER)
@@ -224,42 +235,52 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         return
     rows = []
-    for scale, users in ((0.25, 117), (0.5, 117), (1.0, 117), (2.0, 117), (1.0, 500),
-                         (1.0, 2000)):  # fmt: skip
-        print(f"scale {scale}, {users} users", flush=True)
-        rows.append({"scale": scale, "users": users, **run(scale, users, ["pinid"], args.budget)})
+    for users, per_user in GROWTH:
+        scale = 1.0 if per_user is None else per_user * users / (PAPER_USERS * PAPER_PINS_PER_USER)
+        print(f"scale {scale:g}, {users} users", flush=True)
+        figures = run(scale, users, ["pinid", "pinid_paper"], args.budget)
+        rows.append({"scale": scale, "users": users, **figures})
         _write_results(rows, args.budget)  # after every size: a long sweep keeps what it has
+
+
+GROWTH = ((117, None), (117, 30), (500, 30), (2000, 30), (10000, 30))
+"""The growth table's sizes: users and pins per user (None: the paper's 600)."""
 
 
 def _write_results(rows: list[dict], budget_s: float) -> None:
     lines = [
         "# pinid at the paper's scale and beyond",
         "",
-        f"Written by `python benchmarks/paper_scale.py --sweep` on {machine()}.",
-        "pinid's default model (cf_rerank) on synthetic corpora of the paper's shape",
-        "(synthetic.py): train = C tuning on validation + the final fit on train + validation;",
-        "identify = the test pins from features to their whole answers (Model.identify_features);",
-        "peak RSS of the process that did both. The user rows share the paper's 70,200 pins among",
-        "more users (140 and 35 pins each).",
+        f"Written by `python benchmarks/paper_scale.py --sweep` (or `--table`) on {machine()}.",
+        "pinid's default model (cf_rerank) and the paper's (cf_ref) on synthetic corpora of the",
+        "paper's shape (synthetic.py): the paper's 117 users with 600 pins each, then 117 to",
+        "10,000 users with 30 pins each. train = C tuning on validation + the final fit on train +",
+        "validation; identify = the test pins from features to their answers (the default model's",
+        "whole answers, Model.identify_features); peak RSS of the process that did both, each",
+        "pipeline in its own process.",
         "",
-        "| pins (share of paper) | users | train s | identify pins/s | peak RSS MB | accuracy |",
-        "|---|---|---|---|---|---|",
+        "| pins | users | model | train s | identify pins/s | peak RSS MB | accuracy |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        p = row["pinid"]
-        if p is None:
+        for name in ("pinid", "pinid_paper"):
+            if name not in row:
+                continue
+            p = row[name]
+            size = f"| {row['shape']['pins']:,} | {row['users']:,} | {_MODEL[name]} |"
+            if p is None:
+                lines.append(f"{size} not finished in {budget_s:.0f} s | | | |")
+                continue
             lines.append(
-                f"| {row['shape']['pins']:,} ({row['scale']:.0%}) | {row['users']} | "
-                f"not finished in {budget_s:.0f} s | | | |"
+                f"{size} {p['train_s']} | {p['identify_pins_per_s']:,} | "
+                f"{p['peak_rss_mb']:,} | {100 * p['accuracy']:.1f} |"
             )
-            continue
-        lines.append(
-            f"| {row['shape']['pins']:,} ({row['scale']:.0%}) | {row['users']} | {p['train_s']} | "
-            f"{p['identify_pins_per_s']:,} | {p['peak_rss_mb']:,} | {100 * p['accuracy']:.1f} |"
-        )
     path = Path(__file__).with_name("RESULTS.md")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {path}")
+
+
+_MODEL = {"pinid": "cf_rerank", "pinid_paper": "cf_ref"}
 
 
 if __name__ == "__main__":
