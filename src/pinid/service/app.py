@@ -168,9 +168,8 @@ class Serving:
                 candidate.evidence.image = None
                 candidate.evidence.image_url = self.image_url(candidate.evidence.pin_id)
             answer.model = self.name
-        found: dict[int, Answer | UnreadableImage] = {**dict(zip(good, answers, strict=True)),
-                                                      **failed}  # fmt: skip
-        return [found[row] for row in range(n)]
+        answered = iter(answers)
+        return [failed[row] if row in failed else next(answered) for row in range(n)]
 
     def links(self, top: int) -> list[AccountPair]:
         """This model's likeliest account pairs (its linker fitted on first use), their
