@@ -32,9 +32,9 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     queue: int = QUEUE
     threads: int = 0
+    """CNN threads per process; 0: every core."""
     batch: int = BATCH
     batch_window_ms: float = BATCH_WINDOW_MS
-    """CNN threads per process; 0: every core."""
     reject_below: float | str | None = "auto"
     """Answer "unknown" below this top probability ("auto": the model's chosen threshold;
     None: never)."""
