@@ -23,8 +23,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from pinid.api import Model
 from pinid.cli import main
-from pinid.service.app import MAX_TEXT_CHARS, create_app
+from pinid.features.images import UnreadableImage
+from pinid.service.app import MAX_TEXT_CHARS, Upload, create_app
 from pinid.service.middleware import RequestLimits
+from pinid.service.settings import Settings
 from tests.browser import accessibility_violations, chromium
 from tests.helpers import uncertain_text
 from tests.live_server import start_server, stop
@@ -262,8 +264,10 @@ def test_bodies_share_a_memory_budget_and_slow_senders_time_out(predictor):
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--max-body-mb", "nan"), ("--max-body-mb", "0"), ("--port", "70000")]
-)
+    ("option", "value"),
+    [("--max-body-mb", "nan"), ("--max-body-mb", "0"), ("--port", "70000"), ("--batch", "0"),
+     ("--batch-window-ms", "nan"), ("--batch-window-ms", "-1"), ("--batch-window-ms", "500")],
+)  # fmt: skip
 def test_serve_refuses_out_of_range_options_in_one_line(model_dir, option, value, capsys):
     assert main(["serve", "--model", str(model_dir), option, value]) == 2
     err = capsys.readouterr().err
@@ -371,6 +375,92 @@ def test_a_full_inference_queue_answers_503_at_once_then_recovers(predictor, pin
         return busy.status_code, after.status_code
 
     assert asyncio.run(scenario()) == (503, 200)
+
+
+def _same_answer(batched, alone) -> None:
+    """The same users, evidence and fields; probabilities and similarities within float
+    rounding (a batch's matrix products sum in another order)."""
+    batched, alone = batched.model_dump(), alone.model_dump()
+    numbers = ("probability", "text_prob", "image_prob")
+    for one, other in zip(batched.pop("candidates"), alone.pop("candidates"), strict=True):
+        for field in numbers:
+            expected = other.pop(field)  # None for a modality the pin lacks
+            close = None if expected is None else pytest.approx(expected, rel=1e-6, abs=1e-9)
+            assert one.pop(field) == close
+        assert one["evidence"].pop("similarity") == pytest.approx(
+            other["evidence"].pop("similarity"), abs=1e-6
+        )
+        assert one == other
+    assert batched.pop("probability") == pytest.approx(alone.pop("probability"), rel=1e-6)
+    assert batched == alone
+
+
+def test_a_batchs_answers_are_each_pins_own_and_a_bad_image_fails_alone(predictor, pins):
+    uploads = [Upload(p["text"], p["path"].read_bytes(), p["path"].name) for p in pins[:6]]
+    uploads[1] = Upload(pins[1]["text"], b"not a picture", "pin.jpg")
+    uploads[2] = Upload(None, pins[2]["path"].read_bytes(), "pin.png")  # image alone
+    uploads[3] = Upload(pins[3]["text"], None, "")  # text alone
+    service = create_app(predictor).state.service
+    batched = service.identify(uploads)
+    alone = [service.identify([upload])[0] for upload in uploads]
+    assert isinstance(batched[1], UnreadableImage) and batched[1].kind == "format"
+    assert str(batched[1]) == str(alone[1])
+    for row in (0, 2, 3, 4, 5):
+        _same_answer(batched[row], alone[row])
+    assert [a.used for a in batched[2:4]] == [["image"], ["text"]]
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(predictor, pins):
+    chosen = pins[:6]
+
+    async def scenario() -> tuple[list[httpx.Response], list[int]]:
+        app = create_app(predictor, batch=4)
+        service = app.state.service
+        sizes: list[int] = []
+
+        def recorded(uploads):
+            sizes.append(len(uploads))
+            return service.identify(uploads)
+
+        service.batcher._run_batch = recorded
+        release = threading.Event()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pinid") as client:
+            blocker = asyncio.create_task(service.pool.run(release.wait))  # the worker is busy
+            await asyncio.sleep(0.05)
+            posts = [client.post("/api/identify", data={"text": p["text"]},
+                                 files={"image": (p["path"].name, p["path"].read_bytes())})
+                     for p in chosen]  # fmt: skip
+            posts.append(client.post("/api/identify", files={"image": ("pin.jpg", b"nonsense")}))
+            sent = asyncio.gather(*posts)
+            await asyncio.sleep(0.2)
+            release.set()
+            await blocker
+            return await sent, sizes
+
+    responses, sizes = asyncio.run(scenario())
+    assert sum(sizes) == len(chosen) + 1 and max(sizes) == 4  # capped at --batch
+    assert responses[-1].status_code == 415
+    assert responses[-1].json()["detail"].startswith("image: not an image")
+    with TestClient(create_app(predictor, batch=1)) as alone:
+        for pin, response in zip(chosen, responses, strict=False):
+            assert response.status_code == 200, response.text
+            expected = _identify(alone, pin["text"], pin["path"].read_bytes(), pin["path"].name)
+            got, expected = response.json(), expected.json()
+            assert got.pop("elapsed_ms") > 0 and expected.pop("elapsed_ms") > 0
+            assert [c["evidence"]["pin_id"] for c in got["candidates"]] == [
+                c["evidence"]["pin_id"] for c in expected["candidates"]
+            ]
+            assert got["probability"] == pytest.approx(expected["probability"], rel=1e-6)
+
+
+def test_batch_settings_reach_worker_processes_through_the_environment(model_dir):
+    settings = Settings(model_dir, batch=3, batch_window_ms=2.5)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.to_environment().items():
+            patch.setenv(name, value)
+        assert Settings.from_environment() == Settings(str(model_dir), batch=3,
+                                                       batch_window_ms=2.5)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ HELP = "serve a page and JSON API that identify who posted a pin"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pinid.service.settings import MAX_BODY_BYTES, QUEUE
+    from pinid.service.settings import BATCH, BATCH_WINDOW_MS, MAX_BODY_BYTES, QUEUE
 
     parser.add_argument("--model", required=True, help="model folder (from train or experiment)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -33,6 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=QUEUE,
         help=f"identifications admitted at once per process; more get 503 (default {QUEUE})",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help=f"most identifications answered as one micro-batch; 1: each alone (default {BATCH})",
+    )
+    parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=BATCH_WINDOW_MS,
+        help="how long a micro-batch that follows another waits for more requests "
+        f"(default {BATCH_WINDOW_MS:g})",
     )
     add_reject_option(parser)
     parser.add_argument(
@@ -76,10 +89,13 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
+    from pinid.service.batcher import MAX_WINDOW_S
     from pinid.service.settings import GRACEFUL_STOP_S, WORKER_START_S, Settings
 
-    if args.workers < 1 or args.queue < 1:
-        raise PinidError("--workers and --queue must be at least 1")
+    if args.workers < 1 or args.queue < 1 or args.batch < 1:
+        raise PinidError("--workers, --queue and --batch must be at least 1")
+    if not 0 <= args.batch_window_ms <= MAX_WINDOW_S * 1000:  # also refuses nan
+        raise PinidError(f"--batch-window-ms must be from 0 to {MAX_WINDOW_S * 1000:g}")
     if not 0.01 <= args.max_body_mb <= 1024:  # also refuses nan
         raise PinidError("--max-body-mb must be between 0.01 and 1024")
     if not 1 <= args.port <= 65535:
@@ -90,6 +106,8 @@ def main(args: argparse.Namespace) -> int:
         int(args.max_body_mb * 2**20),
         args.queue,
         threads,
+        args.batch,
+        args.batch_window_ms,
         args.reject_below,
         args.watch,
     )

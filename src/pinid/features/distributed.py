@@ -188,8 +188,10 @@ def _survey(
 
 def _threads_by_host(client: Client) -> dict[str, int]:
     """Each machine's cores shared among the Dask threads its workers run, but at least two
-    where it has two: single-threaded, the CNN's oneDNN kernels give features that differ from
-    an in-process run's by up to 1e-5 (measured; any two or more threads give the same bits)."""
+    where it has two. The floor is for the torch engine: single-threaded, its oneDNN kernels
+    give features that differ from an in-process run's by up to 1e-5 (measured; any two or more
+    threads give the same bits). ONNX Runtime, the default engine, gives the same bits for 1-3
+    threads (:mod:`~pinid.features.engines`)."""
     cores = client.run(os.cpu_count)
     workers = client.scheduler_info()["workers"]
     dask_threads = Counter()

@@ -177,16 +177,37 @@ class ImageFeatureExtractor:
                 yield pending.popleft().result()
 
     def features_of(self, data: bytes, name: str = "") -> np.ndarray:
-        """One image's features from its bytes, or :class:`UnreadableImage`.
+        """One image's features from its bytes, or :class:`UnreadableImage`."""
+        (result,) = self.features_of_many([(data, name)])
+        if isinstance(result, UnreadableImage):
+            raise result
+        return result
+
+    def features_of_many(
+        self, uploads: Sequence[tuple[bytes, str]]
+    ) -> list[np.ndarray | UnreadableImage]:
+        """Each upload's (bytes, file name) features, or the :class:`UnreadableImage` it raised:
+        one bad image fails alone. The CNN runs once for all the uncached ones (the service's
+        micro-batches), with the features a run of each alone gives.
 
         The cache is read but never written: a service answering strangers' uploads must not
         let them fill its disk.
         """
-        vector = self.cache.get(hashlib.sha256(check_image_bytes(data)).hexdigest())
-        if vector is not None:
-            return vector
-        tensor = to_tensor(decode_image(data, name), self.spec.resolution, self.fit)
-        return self._forward([tensor])[0]
+        results: list[np.ndarray | UnreadableImage | None] = [None] * len(uploads)
+        rows, tensors = [], []
+        for row, (data, name) in enumerate(uploads):
+            try:
+                results[row] = self.cache.get(hashlib.sha256(check_image_bytes(data)).hexdigest())
+                if results[row] is None:
+                    tensors.append(to_tensor(decode_image(data, name), self.spec.resolution,
+                                             self.fit))  # fmt: skip
+                    rows.append(row)
+            except UnreadableImage as exc:
+                results[row] = exc
+        if tensors:
+            for row, vector in zip(rows, self._forward(tensors), strict=True):
+                results[row] = vector
+        return results
 
     def _forward(self, tensors: list) -> np.ndarray:
         return self._model(torch.stack(tensors).numpy())

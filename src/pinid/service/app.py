@@ -1,7 +1,8 @@
 """The web service: a page and a JSON API that answer "who posted this pin?".
 
 The model loads before the first request. Identification (image decoding, the CNN, the views,
-the re-ranker) runs in a bounded pool off the event loop; its answer is
+the re-ranker) runs in a bounded pool off the event loop, requests that arrive together as one
+micro-batch (:mod:`pinid.service.batcher`); each answer is
 :meth:`pinid.api.Model.identify_features`'s, the same as ``pinid predict``'s. A retrained model
 folder is taken up on SIGHUP, or as soon as it appears with ``watch``: it is loaded beside the
 one in service and replaces it in one step, so each answer comes wholly from one of them; a
@@ -17,11 +18,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -40,9 +42,10 @@ from pinid.features.text import MAX_TEXT_CHARS
 from pinid.models.answer import AccountPair, Answer
 from pinid.models.io import ARRAYS, MODEL_JSON
 from pinid.models.thumbnails import available_thumbnails, read_thumbnail
+from pinid.service.batcher import MicroBatcher
 from pinid.service.middleware import RequestLimits, SecurityHeaders
 from pinid.service.pool import InferencePool, PoolBusy
-from pinid.service.settings import MAX_BODY_BYTES, QUEUE
+from pinid.service.settings import BATCH, BATCH_WINDOW_MS, MAX_BODY_BYTES, QUEUE
 
 STATUS_OF_IMAGE_FAULT = {"oversize": 413, "format": 415, "damaged": 422}
 
@@ -95,6 +98,14 @@ ERRORS = {
 }
 
 
+class Upload(NamedTuple):
+    """One identification request's pin."""
+
+    text: str | None
+    image: bytes | None
+    filename: str
+
+
 @dataclass(frozen=True)
 class Serving:
     """A model and what the endpoints derive from it, replaced whole by a new model."""
@@ -130,17 +141,35 @@ class Serving:
         # the model in the URL: a browser never shows a cached thumbnail of another model's pin
         return f"/api/thumbnails/{row}?model={self.model_id}" if row in self.thumbnails else None
 
-    def answer(self, text: str | None, image: bytes | None, filename: str) -> Answer:
-        """Features of the upload, then the answer, its evidence pointing at thumbnails."""
-        vectors = np.zeros((1, self.model.n_image_features), np.float32)
-        if image is not None:
-            vectors[0] = self.model.extractor.features_of(image, filename)
-        answer = self.model.identify_features([text], vectors, np.array([image is not None]))[0]
-        for candidate in answer.candidates:
-            candidate.evidence.image = None
-            candidate.evidence.image_url = self.image_url(candidate.evidence.pin_id)
-        answer.model = self.name
-        return answer
+    def answers(self, uploads: Sequence[Upload]) -> list[Answer | UnreadableImage]:
+        """The uploads' features, then their answers, each through the CNN and the model in one
+        batch (with the answer it would get alone), its evidence pointing at thumbnails; an
+        unreadable image fails its own upload only."""
+        n = len(uploads)
+        vectors = np.zeros((n, self.model.n_image_features), np.float32)
+        has_image = np.zeros(n, bool)
+        failed: dict[int, UnreadableImage] = {}
+        rows = [row for row, upload in enumerate(uploads) if upload.image is not None]
+        features = self.model.extractor.features_of_many(
+            [(uploads[row].image, uploads[row].filename) for row in rows]
+        )
+        for row, result in zip(rows, features, strict=True):
+            if isinstance(result, UnreadableImage):
+                failed[row] = result
+            else:
+                vectors[row], has_image[row] = result, True
+        good = [row for row in range(n) if row not in failed]
+        texts = [uploads[row].text for row in good]
+        answers = (
+            self.model.identify_features(texts, vectors[good], has_image[good]) if good else []
+        )
+        for answer in answers:
+            for candidate in answer.candidates:
+                candidate.evidence.image = None
+                candidate.evidence.image_url = self.image_url(candidate.evidence.pin_id)
+            answer.model = self.name
+        answered = iter(answers)
+        return [failed[row] if row in failed else next(answered) for row in range(n)]
 
     def links(self, top: int) -> list[AccountPair]:
         """This model's likeliest account pairs (its linker fitted on first use), their
@@ -169,17 +198,23 @@ def folder_signature(folder: Path) -> tuple | None:
 
 
 class Service:
-    """What the endpoints share: the model in service, the bounded pool, and the swap."""
+    """What the endpoints share: the model in service, the bounded pool, the micro-batcher
+    and the swap."""
 
-    def __init__(self, model: Model, queue: int, signature: tuple | None) -> None:
+    def __init__(
+        self, model: Model, queue: int, signature: tuple | None, batch: int, window_ms: float
+    ) -> None:
         self.serving = Serving.of(model, signature)
         self.pool = InferencePool(queue)
+        self.batcher: MicroBatcher[Upload, Answer] = MicroBatcher(
+            self.pool, self.identify, max_batch=batch, window_s=window_ms / 1000
+        )
         self._tried = signature  # the folder as last read, whether it loaded or not
         self._swapping = asyncio.Lock()
 
-    def identify(self, text: str | None, image: bytes | None, filename: str) -> Answer:
-        """Runs in the pool; the model in service when it starts answers the whole request."""
-        return self.serving.answer(text, image, filename)
+    def identify(self, uploads: Sequence[Upload]) -> list[Answer | UnreadableImage]:
+        """Runs in the pool; the model in service when it starts answers the whole batch."""
+        return self.serving.answers(uploads)
 
     def links(self, top: int) -> list[AccountPair]:
         """Runs in the pool; the model in service when it starts answers the whole request."""
@@ -255,18 +290,22 @@ def create_app(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     queue: int = QUEUE,
+    batch: int = BATCH,
+    batch_window_ms: float = BATCH_WINDOW_MS,
     threads: int | None = None,
     watch_s: float | None = None,
     signature: tuple | None = None,
 ) -> FastAPI:
-    """The ASGI application for one loaded model; ``threads`` caps the CNN's threads (for
-    several server processes sharing the cores); ``watch_s``: look for a new model in its
+    """The ASGI application for one loaded model; ``batch``: most identifications answered
+    as one micro-batch (1: each alone), ``batch_window_ms``: how long a batch that follows
+    another waits for more (:mod:`pinid.service.batcher`); ``threads`` caps the CNN's threads
+    (for several server processes sharing the cores); ``watch_s``: look for a new model in its
     folder this often; ``signature``: its folder's (:func:`folder_signature`) as it was before
     the model was read, if known."""
     if signature is None and model.folder is not None:
         signature = folder_signature(model.folder)
     model.extractor  # noqa: B018 -- checks the installed CNN is the model's, before serving
-    service = Service(model, queue, signature)
+    service = Service(model, queue, signature, batch, batch_window_ms)
     static = files("pinid.service") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
 
@@ -412,7 +451,7 @@ def create_app(
         if upload is None and not (text and text.strip()):
             raise HTTPException(422, "give an image, a text or both")
         try:
-            answer = await service.pool.run(service.identify, text or None, upload, name)
+            answer = await service.batcher.submit(Upload(text or None, upload, name))
         except PoolBusy:
             raise HTTPException(503, "identification queue full; retry shortly",
                                 {"retry-after": "1"}) from None  # fmt: skip

@@ -10,6 +10,11 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 """Fits a phone's photo: a 48 MP JPEG or HEIC is 3-15 MB, a 200 MP JPEG 20-30 MB."""
 QUEUE = 32
 """Identification jobs admitted at once (running or waiting); one more gets 503."""
+BATCH = 16
+"""Most identifications answered as one micro-batch (1: each alone)."""
+BATCH_WINDOW_MS = 0.0
+"""How long a micro-batch that follows another waits for more requests (0: it takes those that
+queued while the last one ran)."""
 WATCH_INTERVAL_S = 1.0
 """How often ``--watch`` looks at the model folder."""
 GRACEFUL_STOP_S = 10
@@ -28,6 +33,8 @@ class Settings:
     queue: int = QUEUE
     threads: int = 0
     """CNN threads per process; 0: every core."""
+    batch: int = BATCH
+    batch_window_ms: float = BATCH_WINDOW_MS
     reject_below: float | str | None = "auto"
     """Answer "unknown" below this top probability ("auto": the model's chosen threshold;
     None: never)."""
@@ -45,6 +52,8 @@ class Settings:
             signature=signature,
             max_body_bytes=self.max_body_bytes,
             queue=self.queue,
+            batch=self.batch,
+            batch_window_ms=self.batch_window_ms,
             threads=self.threads or None,
             watch_s=WATCH_INTERVAL_S if self.watch else None,
         )
@@ -55,6 +64,8 @@ class Settings:
             f"{_PREFIX}MAX_BODY_BYTES": str(self.max_body_bytes),
             f"{_PREFIX}QUEUE": str(self.queue),
             f"{_PREFIX}THREADS": str(self.threads),
+            f"{_PREFIX}BATCH": str(self.batch),
+            f"{_PREFIX}BATCH_WINDOW_MS": str(self.batch_window_ms),
             f"{_PREFIX}REJECT_BELOW": "" if self.reject_below is None else str(self.reject_below),
             f"{_PREFIX}WATCH": "1" if self.watch else "",
         }
@@ -66,6 +77,8 @@ class Settings:
             int(os.environ[f"{_PREFIX}MAX_BODY_BYTES"]),
             int(os.environ[f"{_PREFIX}QUEUE"]),
             int(os.environ[f"{_PREFIX}THREADS"]),
+            int(os.environ[f"{_PREFIX}BATCH"]),
+            float(os.environ[f"{_PREFIX}BATCH_WINDOW_MS"]),
             _threshold(os.environ[f"{_PREFIX}REJECT_BELOW"]),
             bool(os.environ.get(f"{_PREFIX}WATCH")),
         )
