@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
 from distributed import Client, Future, KilledWorker, get_worker
@@ -40,7 +40,7 @@ class OnCluster:
         [future] = self.client.scatter([value], broadcast=True, hash=False)
         return future
 
-    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Iterator[T]:
+    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Generator[T]:
         futures = [
             self.client.submit(_run, fn, item, *shared, threads=self.threads, pure=False)
             for item in items
@@ -48,7 +48,7 @@ class OnCluster:
         return _results(self.client, futures)
 
 
-def _results(client: Client, futures: list[Future]) -> Iterator:
+def _results(client: Client, futures: list[Future]) -> Generator:
     try:
         for future in futures:
             yield future.result()

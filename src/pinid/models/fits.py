@@ -5,7 +5,7 @@ which fits are needed and in what order the results are read, so only the place 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -17,8 +17,8 @@ class Fits(Protocol):
     def share(self, value: Any) -> Any:
         """``value`` (the training pins: large) made available to every fit, sent once."""
 
-    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Iterator[T]:
-        """The results in the order of ``items``. Closing the iterator early gives up the
+    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Generator[T]:
+        """The results in the order of ``items``. Closing the generator early gives up the
         fits not yet read."""
 
 
@@ -29,5 +29,5 @@ class InProcess:
     def share(self, value: Any) -> Any:
         return value
 
-    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Iterator[T]:
+    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Generator[T]:
         return (fn(item, *shared) for item in items)
