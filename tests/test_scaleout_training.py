@@ -23,7 +23,7 @@ from pinid.features.extract import ImageFeatureExtractor
 from pinid.models import final_model
 from pinid.models.distributed import OnCluster
 from pinid.models.final_model import FinalModel
-from pinid.models.io import _arrays, load_model
+from pinid.models.io import _arrays
 
 pytestmark = pytest.mark.slow  # clusters and trainings
 
@@ -58,31 +58,26 @@ class FitLog(WorkerPlugin):
         final_model.fit_model = self.original
 
 
-def _assert_same_model(folder: Path, reference: Path) -> None:
-    mine, theirs = load_model(folder), load_model(reference)
+def test_train_on_local_workers_saves_the_in_process_model(sample_model, sample_corpus, tmp_path):
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(sample_corpus), "--out", str(out),
+                 "--local-workers", "2"]) == 0  # fmt: skip
+    mine, theirs = Model.load(out), Model.load(sample_model)  # each built once: slow
     expected = _arrays(theirs.final)
     for name, array in _arrays(mine.final).items():
         np.testing.assert_allclose(array, expected[name], rtol=0, atol=1e-6, err_msg=name)
     assert mine.final.get_params() == theirs.final.get_params()  # the Cs chosen
     assert abs(mine.final.temperature_ - theirs.final.temperature_) < 1e-6
-
-
-def _answers(folder: Path, corpus: Path) -> list[dict]:
-    pins = load_dataset(corpus).pins
-    answers = Model.load(folder).identify_many([p.text for p in pins], [p.image for p in pins])
-    return [answer.model_dump() for answer in answers]
-
-
-def test_train_on_local_workers_saves_the_in_process_model(sample_model, sample_corpus, tmp_path):
-    out = tmp_path / "model"
-    assert main(["train", "--data", str(sample_corpus), "--out", str(out),
-                 "--local-workers", "2"]) == 0  # fmt: skip
-    _assert_same_model(out, sample_model)
-    mine, theirs = _answers(out, sample_corpus), _answers(sample_model, sample_corpus)
-    for a, b in zip(mine, theirs, strict=True):
-        assert [c["user"] for c in a["candidates"]] == [c["user"] for c in b["candidates"]]
-        for x, y in zip(a["candidates"], b["candidates"], strict=True):
-            assert abs(x["probability"] - y["probability"]) < 1e-6
+    pins = load_dataset(sample_corpus).pins
+    texts, images = [p.text for p in pins], [p.image for p in pins]
+    mine_answers, their_answers = (
+        mine.identify_many(texts, images),
+        theirs.identify_many(texts, images),
+    )
+    for a, b in zip(mine_answers, their_answers, strict=True):
+        assert [c.user for c in a.candidates] == [c.user for c in b.candidates]
+        for x, y in zip(a.candidates, b.candidates, strict=True):
+            assert abs(x.probability - y.probability) < 1e-6
 
 
 def test_a_worker_killed_mid_fit_is_retried(client, sample_corpus, tmp_path):
