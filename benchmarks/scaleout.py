@@ -1,13 +1,20 @@
-"""Image feature throughput in-process and on local Dask clusters of 1 and 2 worker processes.
+"""Image feature throughput and training time in-process and on local Dask clusters of 1 and 2
+worker processes.
 
     python benchmarks/scaleout.py [--data MANIFEST [--model MODEL_DIR]] [--images 1000]
+                                  [--only features|training]
 
 Every configuration computes every image: each gets a fresh cache folder. Workers import torch
 before the clock starts (as the in-process extractor loads its model first); the cluster's
 start-up is timed apart. Each row also says whether its features are bitwise those of the
 in-process run and, with --model, how many of the pins' rankings (text + image) are identical.
-Without --data it renders synthetic 256 px PNGs (real decoding work, not real content). With
---json, writes the figures.
+Without --data it renders synthetic 256 px PNGs (real decoding work, not real content).
+
+With --data, training is timed too: C tuned on the seed-0 split, then the final model fitted on
+every pin (as ``pinid train`` does, without the rejection threshold's refits), its fits in-process
+or as tasks of the cluster; the image features are computed before the clock starts, and each
+row says how far its model's arrays are from the in-process one's. With --json, writes the
+figures.
 """
 
 from __future__ import annotations
@@ -25,9 +32,14 @@ import numpy as np
 from PIL import Image
 
 from pinid.api import Model
-from pinid.data import Pin, load_dataset
+from pinid.data import Pin, load_dataset, make_split
+from pinid.features.dataset import PreparedData, prepare
 from pinid.features.distributed import connect, extract_on_cluster
 from pinid.features.extract import FeatureResult, ImageFeatureExtractor
+from pinid.models.distributed import OnCluster
+from pinid.models.io import _arrays
+from pinid.models.selection import tune_C
+from pinid.models.training import fit_identifier
 
 CONFIGURATIONS = (  # (label, local workers or 0 for in-process, torch threads per worker)
     ("in-process", 0, None),
@@ -91,12 +103,56 @@ def _on_cluster(paths: list[Path], cache: Path, workers: int, threads, shard_siz
     return {"seconds": seconds, "computed": run.computed, "shards": run.shards, "start_s": started}
 
 
+TRAINING = (("in-process", 0), ("1 local worker", 1), ("2 local workers", 2))
+
+
+def _train(data: PreparedData, fits) -> tuple[float, dict, dict[str, np.ndarray]]:
+    """Seconds to tune C and fit the final model, the Cs chosen and the model's arrays."""
+    split = make_split(data.dataset, 0)
+    start = time.perf_counter()
+    chosen, _ = tune_C(data.part(split.ids("train")), data.part(split.ids("val")), fits=fits)
+    every_pin = {p.pin_id for p in data.dataset.pins}
+    final, _ = fit_identifier(data, every_pin, chosen, fits=fits)
+    return time.perf_counter() - start, chosen, _arrays(final)
+
+
+def _training_rows(manifest: str, folder: Path) -> list[dict]:
+    dataset = load_dataset(manifest).drop_small_users()
+    data = prepare(dataset, ImageFeatureExtractor(cache_root=folder / "cache-training"))
+    rows, reference = [], None
+    for label, workers in TRAINING:
+        row = {"label": label, "pins": len(data.dataset.pins)}
+        if workers:
+            start = time.perf_counter()
+            with connect(None, workers) as client:
+                client.run(__import__, "pinid.models.final_model")  # imports before the clock
+                row["start_s"] = time.perf_counter() - start
+                row["seconds"], chosen, arrays = _train(data, OnCluster(client))
+        else:
+            row["seconds"], chosen, arrays = _train(data, None)
+        reference = reference or (chosen, arrays)
+        row["same_C"] = chosen == reference[0]
+        row["max_abs_diff"] = max(
+            float(np.abs(arrays[name] - reference[1][name]).max(initial=0)) for name in arrays
+        )
+        rows.append(row)
+        start = f", cluster start {row['start_s']:.1f} s" if workers else ""
+        print(
+            f"training, {label:<22} {row['seconds']:6.1f} s{start}; C "
+            f"{'as' if row['same_C'] else 'NOT as'} in-process, arrays within "
+            f"{row['max_abs_diff']:.1e}",
+            flush=True,
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="a manifest whose images to use (default: synthetic)")
     parser.add_argument("--model", help="with --data: also compare the pins' rankings")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--shard-size", type=int, default=128)
+    parser.add_argument("--only", choices=("features", "training"), help="one of the two")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
@@ -105,7 +161,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths, texts = _pins(args, Path(tmp))
         reference = None
-        for label, workers, threads in CONFIGURATIONS:
+        for label, workers, threads in () if args.only == "training" else CONFIGURATIONS:
             cache = Path(tmp) / f"cache-{len(rows)}"
             if workers:
                 row = _on_cluster(paths, cache, workers, threads, args.shard_size)
@@ -141,7 +197,11 @@ def main() -> None:
                 f"in-process (max |diff| {row['max_abs_diff']:.1e}){ranked}",
                 flush=True,
             )
+        training = (
+            _training_rows(args.data, Path(tmp)) if args.data and args.only != "features" else []
+        )
     summary = {
+        "training": training,
         "images": len(paths),
         "source": args.data or "synthetic 256x200 PNG",
         "shard_size": args.shard_size,

@@ -39,6 +39,7 @@ from pinid.models.io import (
 
 if TYPE_CHECKING:
     from pinid.features.extract import ImageFeatureExtractor
+    from pinid.models.fits import Fits
     from pinid.models.linking import AccountLinker
 
 TOP = 10
@@ -342,6 +343,7 @@ def train(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_unreadable: float = MAX_FAILURE_RATE,
     strict: bool = False,
+    fits: Fits | None = None,
 ) -> Model:
     """Train the final model as ``pinid train`` does: each view's C chosen on the validation
     part of a seeded 4:1:1 split (or ``split``, a file from ``pinid data split``), then every
@@ -352,6 +354,10 @@ def train(
 
     ``data`` is a manifest or folder tree, a :class:`~pinid.data.Dataset`, or records with the
     manifest's columns (a pandas DataFrame; image paths relative to ``root``).
+
+    ``fits`` says where the independent fits (each view's Cs, the cross-fitting folds) run:
+    this process (None) or a Dask cluster (:class:`pinid.models.distributed.OnCluster`); the
+    model is the same.
     """
     from pinid.evaluation.unknown import unknown_users
     from pinid.features.dataset import prepare
@@ -364,9 +370,9 @@ def train(
     cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style, engine=engine)
     prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, strict=strict)
     train_part = prepared.part(chosen_split.ids("train"))
-    chosen, _ = tune_C(train_part, prepared.part(chosen_split.ids("val")))
+    chosen, _ = tune_C(train_part, prepared.part(chosen_split.ids("val")), fits=fits)
     every_pin = {p.pin_id for p in prepared.dataset.pins}
-    final, pins = fit_identifier(prepared, every_pin, chosen, similarity)
+    final, pins = fit_identifier(prepared, every_pin, chosen, similarity, fits=fits)
     unknown = unknown_users(prepared, chosen_split, final, seed)
     meta = {"seed": seed, "reject_below": unknown.get("threshold"), "unknown_users": {
         k: unknown[k] for k in ("skipped", "rejection_target", "test_at_threshold") if k in unknown

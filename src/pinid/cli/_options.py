@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from pinid.features import (
 if TYPE_CHECKING:
     from pinid.features.distributed import ShardedRun
     from pinid.features.extract import ImageFeatureExtractor
+    from pinid.models.fits import Fits
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
@@ -64,15 +66,16 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="compute image features on the Dask cluster of this scheduler (tcp://HOST:8786); "
-        "every worker must reach the images and the cache folder ($PINID_CACHE_DIR) at the "
-        "same paths as this machine",
+        help="compute image features (and, for train and experiment, the independent model "
+        "fits) on the Dask cluster of this scheduler (tcp://HOST:8786); every worker must reach "
+        "the images and the cache folder ($PINID_CACHE_DIR) at the same paths as this machine",
     )
     where.add_argument(
         "--local-workers",
         type=_positive,
         metavar="N",
-        help="compute image features on a Dask cluster of N processes on this machine",
+        help="compute image features (and, for train and experiment, the independent model "
+        "fits) on a Dask cluster of N processes on this machine",
     )
     parser.add_argument(
         "--shard-size",
@@ -109,6 +112,24 @@ def extract_on_cluster(
             threads=args.worker_threads,
             what=what,
         )
+
+
+@contextlib.contextmanager
+def training_fits(
+    args: argparse.Namespace, extractor: ImageFeatureExtractor, paths: Sequence[Path]
+) -> Iterator[Fits | None]:
+    """Where training's fits run: None (in this process) without cluster options; else the
+    cluster they name, whose workers first compute the image features into the cache."""
+    if not on_cluster(args):
+        yield None
+        return
+    from pinid.features import distributed
+    from pinid.models.distributed import OnCluster
+
+    with distributed.connect(args.scheduler, args.local_workers) as client:
+        distributed.extract_on_cluster(client, extractor, paths, shard_size=args.shard_size,
+                                       threads=args.worker_threads, what="images")  # fmt: skip
+        yield OnCluster(client)
 
 
 def _positive(value: str) -> int:

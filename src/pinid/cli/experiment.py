@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pinid.cli._options import add_data_option, add_extractor_options, add_split_options
+from pinid.cli._options import (
+    add_cluster_options,
+    add_data_option,
+    add_extractor_options,
+    add_split_options,
+    training_fits,
+)
 from pinid.models.similarity import SPACES
 
 HELP = "run the paper's protocol (split 4:1:1, tune C, refit, test every model)"
@@ -19,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--similarity", default="joint", choices=SPACES, help="space of the refinement (cf_ref)"
     )
     add_extractor_options(parser)
+    add_cluster_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -31,18 +38,22 @@ def main(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     with output_lock(out):  # a second experiment into the same folder refuses
-        results, _ = run_experiment(
-            load_dataset(args.data),
-            out,
-            seed=args.seed,
-            extractor=ImageFeatureExtractor(
-                args.extractor, batch_size=args.batch_size, style=args.style, engine=args.engine
-            ),
-            similarity=args.similarity,
-            max_unreadable=args.max_unreadable,
-            strict=args.strict,
-            split_file=Path(args.split) if args.split else None,
+        dataset = load_dataset(args.data)
+        extractor = ImageFeatureExtractor(
+            args.extractor, batch_size=args.batch_size, style=args.style, engine=args.engine
         )
+        with training_fits(args, extractor, [p.image for p in dataset.pins]) as fits:
+            results, _ = run_experiment(
+                dataset,
+                out,
+                seed=args.seed,
+                extractor=extractor,
+                similarity=args.similarity,
+                max_unreadable=args.max_unreadable,
+                strict=args.strict,
+                split_file=Path(args.split) if args.split else None,
+                fits=fits,
+            )
         report = write_report(out)
     print(format_summary(results))
     print(format_table(results))

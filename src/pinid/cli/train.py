@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from pinid.cli._options import add_data_option, add_extractor_options, add_split_options
+from pinid.cli._options import (
+    add_cluster_options,
+    add_data_option,
+    add_extractor_options,
+    add_split_options,
+    training_fits,
+)
 from pinid.models.similarity import SPACES
 
 HELP = "train a model on all pins (C tuned on a validation split) and save it"
@@ -16,25 +22,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_split_options(parser)
     parser.add_argument("--similarity", default="joint", choices=SPACES)
     add_extractor_options(parser)
+    add_cluster_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     from pinid._atomic import output_lock
     from pinid.api import train
+    from pinid.data import load_dataset
+    from pinid.features.extract import ImageFeatureExtractor
 
     with output_lock(args.out):  # a second `pinid train --out` of the same folder refuses
-        model = train(
-            args.data,
-            seed=args.seed,
-            split=args.split,
-            extractor=args.extractor,
-            style=args.style,
-            engine=args.engine,
-            similarity=args.similarity,
-            batch_size=args.batch_size,
-            max_unreadable=args.max_unreadable,
-            strict=args.strict,
+        dataset = load_dataset(args.data)
+        extractor = ImageFeatureExtractor(
+            args.extractor, batch_size=args.batch_size, style=args.style, engine=args.engine
         )
+        with training_fits(args, extractor, [p.image for p in dataset.pins]) as fits:
+            model = train(
+                dataset,
+                seed=args.seed,
+                split=args.split,
+                extractor=args.extractor,
+                style=args.style,
+                engine=args.engine,
+                similarity=args.similarity,
+                batch_size=args.batch_size,
+                max_unreadable=args.max_unreadable,
+                strict=args.strict,
+                fits=fits,
+            )
         model.save(args.out)
     final = model.final
     print(

@@ -27,6 +27,7 @@ from pinid.features.dataset import prepare
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.features.pin_features import PinFeatures
 from pinid.models.final_model import FinalModel
+from pinid.models.fits import Fits
 from pinid.models.fusion import cascade, late
 from pinid.models.io import save_model
 from pinid.models.paper_model import PaperModel
@@ -62,8 +63,10 @@ def run_experiment(
     max_unreadable: float = MAX_FAILURE_RATE,
     strict: bool = False,
     split_file: Path | None = None,
+    fits: Fits | None = None,
 ) -> tuple[dict, FinalModel]:
-    """Run the protocol; write ``out/split.json``, ``out/results.json`` and ``out/model/``."""
+    """Run the protocol; write ``out/split.json``, ``out/results.json`` and ``out/model/``.
+    ``fits``: where C tuning's and the cross-fitting's fits run (default: this process)."""
     timings: dict[str, float] = {}
     check_output_folder(out, "results.json", "split.json", "corpus/manifest.jsonl")
     dataset = dataset.drop_small_users(strict=strict)
@@ -77,12 +80,14 @@ def run_experiment(
     timings["features"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    chosen, validation = tune_C(data.part(split.ids("train")), data.part(split.ids("val")))
+    chosen, validation = tune_C(
+        data.part(split.ids("train")), data.part(split.ids("val")), fits=fits
+    )
     timings["tune_C"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     reranked, training_pins = fit_identifier(
-        data, split.ids("train") | split.ids("val"), chosen, similarity
+        data, split.ids("train") | split.ids("val"), chosen, similarity, fits=fits
     )
     model = reranked.views_.base  # the paper's model, fitted on train + validation
     timings["refit"] = time.perf_counter() - clock

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
@@ -30,6 +30,7 @@ from pinid.models.candidates import (
     Found,
     candidate_features,
 )
+from pinid.models.fits import Fits, InProcess
 from pinid.models.fusion import cascade
 from pinid.models.modality import fit_model, make_char_model
 from pinid.models.paper_model import PaperModel
@@ -191,11 +192,14 @@ class FinalModel(ClassifierMixin, BaseEstimator):
                           similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
         return Views(base, char, X.texts, self.top_k)
 
-    def fit(self, X: PinFeatures, y: Sequence[str]) -> FinalModel:
+    def fit(self, X: PinFeatures, y: Sequence[str], *, fits: Fits | None = None) -> FinalModel:
+        """Fit on ``X``; ``fits`` says where the cross-fitting folds are fitted (default: this
+        process, one after another). It is not a parameter: where the fits run does not change
+        the model."""
         y = np.asarray(y)
         self.classes_ = np.unique(y)  # as the views' (PaperModel.classes_)
         # the folds' views before the final ones, so that the two are never held together
-        features, truth, fold, k = self._out_of_fold(X, y)
+        features, truth, fold, k = self._out_of_fold(X, y, fits or InProcess())
         self.views_ = self._fit_views(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)
         self.temperature_ = self._fit_temperature(features, truth, fold, k)
@@ -218,7 +222,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
             scored |= fold == f
         return fit_temperature(logits[scored], truth[:n][scored])
 
-    def _out_of_fold(self, X: PinFeatures, y: np.ndarray):
+    def _out_of_fold(self, X: PinFeatures, y: np.ndarray, fits: Fits):
         """Candidate features of every pin from views fitted on the other folds, three times:
         as given, with its text only and with its image only, so that the re-ranker also
         learns to rank a pin that arrives with one modality (as queries may).
@@ -233,6 +237,8 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         Folds are fitted until their pins number ``rerank_pins``: a large corpus teaches the
         re-ranker (a few dozen weights) as well from one fold as from five, at a fifth of the
         cost; a single fold's pins are then cut at random for the temperature's cross-fitting.
+        Folds are handed to ``fits`` in rounds of those that would be fitted if every one of
+        them could be, so a cluster fits the folds an in-process run fits, and no others.
 
         Returns features ((3 m k, d), variant-major, then the m pins of the fitted folds in
         their order in ``X``), each row's author position among its candidates (-1: not among
@@ -250,16 +256,22 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         # in a corpus of few users a fold may know fewer than top_k of them: fewer candidates
         known = [len(np.unique(y[inside])) for inside, _ in splits]
         k = min([self.top_k, len(self.classes_)] + [u for u in known if u >= 2])
-        variants = [(X.has_text, X.has_image), (X.has_text, np.zeros(n, bool)),
-                    (np.zeros(n, bool), X.has_image)]  # fmt: skip
+        variants = _variants(X)
+        spec = clone(self)  # the parameters: what fitting a fold's views needs of the model
+        shared = [fits.share(value) for value in (X, y)]
         folds_found = []  # (fold, its pins, their features, their authors' positions)
-        for f, (inside, outside) in enumerate(splits):
-            if sum(len(pins) for _, pins, _, _ in folds_found) >= (self.rerank_pins or n):
-                break  # enough pins to teach the re-ranker: the other folds are not fitted
-            # one fold's views at a time: they are let go before the next fold's are fitted
-            found = self._fold_candidates(X, y, inside, outside, variants, k)
-            if found is not None:
-                folds_found.append((f, outside, *found))
+        target, held, start = self.rerank_pins or n, 0, 0
+        while start < len(splits) and held < target:  # enough pins teach the re-ranker: stop
+            # the next folds, up to the first that reaches the target should every one fit
+            reach = held + np.cumsum([len(outside) for _, outside in splits[start:]])
+            batch = range(start, min(start + int(np.searchsorted(reach, target)) + 1, len(splits)))
+            tasks = [(spec, self.classes_, *splits[f], k) for f in batch]
+            # in process, one fold's views at a time: let go before the next fold's are fitted
+            for f, found in zip(batch, fits.map(_fold_candidates, tasks, *shared), strict=True):
+                if found is not None:
+                    folds_found.append((f, splits[f][1], *found))
+                    held += len(splits[f][1])
+            start = batch.stop
         if not folds_found:
             raise DataError(
                 "cross-fitting the re-ranker: no fold of the training pins could "
@@ -275,31 +287,6 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         usable = np.stack([(t | i)[held[order]] for t, i in variants])  # a variant with no
         truth = np.where(usable, truth, -1).ravel()  # modality (text-only of a textless pin)
         return features.reshape(-1, N_CANDIDATE_FEATURES), truth, fold, k  # is skipped
-
-    def _fold_candidates(self, X, y, inside, outside, variants, k):
-        """Candidate features ((variants, pins, k, d)) and author positions ((variants, pins))
-        of the pins ``outside``, from views fitted on the pins ``inside``; None when those
-        views cannot be fitted."""
-        if len(np.unique(y[inside])) < 2:
-            return None
-        try:
-            views = self._fit_views(X.take(inside), y[inside])
-        except DataError:
-            return None
-        views.top = k  # as many candidates as every fold can give
-        fold_classes = np.searchsorted(self.classes_, views.base.classes_)
-        author = np.searchsorted(self.classes_, y[outside])
-        pins = X.take(outside)
-        encoded = views.encode(pins)  # the variants differ only in the modalities used
-        features = np.zeros((len(variants), len(outside), k, N_CANDIDATE_FEATURES))
-        truth = np.full((len(variants), len(outside)), -1)
-        for v, (has_text, has_image) in enumerate(variants):
-            query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
-            _, candidates, fold_features, _ = views.candidates(query, encoded)
-            hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
-            truth[v] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-            features[v] = fold_features.reshape(len(outside), k, -1)
-        return features, truth
 
     def rank(self, X: PinFeatures, encoded: Encoded | None = None) -> Ranking:
         """Each pin's candidates re-ranked, with calibrated probabilities, each view's
@@ -321,3 +308,38 @@ class FinalModel(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: PinFeatures) -> np.ndarray:
         return self.classes_[self.rank(X).users[:, 0]]
+
+
+def _variants(X: PinFeatures) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each pin's modalities used: as given, its text only, its image only."""
+    n = len(X)
+    return [(X.has_text, X.has_image), (X.has_text, np.zeros(n, bool)),
+            (np.zeros(n, bool), X.has_image)]  # fmt: skip
+
+
+def _fold_candidates(task, X: PinFeatures, y: np.ndarray):
+    """Candidate features ((variants, pins, k, d)) and author positions ((variants, pins))
+    of the pins ``outside``, from views fitted on the pins ``inside`` (``task``: the model's
+    parameters, its classes, inside, outside, k); None when those views cannot be fitted."""
+    spec, classes, inside, outside, k = task
+    if len(np.unique(y[inside])) < 2:
+        return None
+    try:
+        views = spec._fit_views(X.take(inside), y[inside])
+    except DataError:
+        return None
+    views.top = k  # as many candidates as every fold can give
+    fold_classes = np.searchsorted(classes, views.base.classes_)
+    author = np.searchsorted(classes, y[outside])
+    pins = X.take(outside)
+    encoded = views.encode(pins)  # the variants differ only in the modalities used
+    variants = _variants(X)
+    features = np.zeros((len(variants), len(outside), k, N_CANDIDATE_FEATURES))
+    truth = np.full((len(variants), len(outside)), -1)
+    for v, (has_text, has_image) in enumerate(variants):
+        query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
+        _, candidates, fold_features, _ = views.candidates(query, encoded)
+        hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
+        truth[v] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+        features[v] = fold_features.reshape(len(outside), k, -1)
+    return features, truth

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pinid.features.dataset import PreparedData
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.models.final_model import FinalModel
+from pinid.models.fits import Fits
 from pinid.models.io import TrainingPins
 
 
@@ -13,13 +14,16 @@ def fit_identifier(
     pin_ids: set[str],
     C: dict[str, float],
     similarity: str = "joint",
+    *,
+    fits: Fits | None = None,
 ) -> tuple[FinalModel, TrainingPins]:
-    """Fit on the pins in ``pin_ids``; return the model and its training pins (for evidence)."""
+    """Fit on the pins in ``pin_ids``; return the model and its training pins (for evidence).
+    ``fits``: where the cross-fitting folds are fitted (default: this process)."""
     X, y = data.part(pin_ids)
     pins = [data.dataset.pins[i] for i in data.rows(pin_ids)]
     model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
-    ).fit(X, y)
+    ).fit(X, y, fits=fits)
     return model, TrainingPins.of(pins)
 
 

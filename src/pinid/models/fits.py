@@ -1,0 +1,33 @@
+"""Where the independent fits of training run (the C grid of each view, the cross-fitting
+folds): one after another in this process by default, or on a Dask cluster
+(:class:`pinid.models.distributed.OnCluster`). Either gives the same model: the callers decide
+which fits are needed and in what order the results are read, so only the place changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Fits(Protocol):
+    """Runs ``fn(item, *shared)`` for each item; ``shared`` are values from :meth:`share`."""
+
+    def share(self, value: Any) -> Any:
+        """``value`` (the training pins: large) made available to every fit, sent once."""
+
+    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Generator[T]:
+        """The results in the order of ``items``. Closing the generator early gives up the
+        fits not yet read."""
+
+
+class InProcess:
+    """Each fit in this process when its result is read, so that a search that stops early
+    fits nothing more, and one fit's models are let go before the next is fitted."""
+
+    def share(self, value: Any) -> Any:
+        return value
+
+    def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Generator[T]:
+        return (fn(item, *shared) for item in items)

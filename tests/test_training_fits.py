@@ -1,0 +1,90 @@
+"""Where training's fits run does not change the model: a Fits that runs every fit it is
+handed at once (as a Dask cluster does) gives the in-process choice of C and the same folds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pinid.data import load_dataset
+from pinid.features.dataset import prepare
+from pinid.features.extract import ImageFeatureExtractor
+from pinid.models import final_model
+from pinid.models.final_model import FinalModel
+from pinid.models.io import _arrays
+from pinid.models.selection import choose_C, tune_C
+
+
+class Eager:
+    """Every fit handed over is run at once, before any result is read; records them."""
+
+    def __init__(self) -> None:
+        self.handed: list[list] = []
+
+    def share(self, value: Any) -> Any:
+        return value
+
+    def map(self, fn: Callable, items: Iterable, *shared: Any) -> Generator:
+        items = list(items)
+        self.handed.append(items)
+        results = [fn(item, *shared) for item in items]
+        return (result for result in results)
+
+
+@pytest.fixture(scope="module")
+def pins(sample_corpus):
+    data = prepare(load_dataset(sample_corpus), ImageFeatureExtractor(progress=False))
+    return data.part({p.pin_id for p in data.dataset.pins})
+
+
+def test_choose_C_reads_no_further_than_the_in_process_search():
+    read = []
+
+    def scores():
+        for C, score in [(0.1, 0.2), (1.0, 0.5), (10.0, 0.4), (100.0, 0.9)]:
+            read.append(C)
+            yield C, score
+
+    assert choose_C(scores()) == (1.0, {0.1: 0.2, 1.0: 0.5, 10.0: 0.4})
+    assert read == [0.1, 1.0, 10.0]  # the fall after the rise: 100 is never asked for
+
+
+@pytest.mark.slow
+def test_tune_C_with_every_C_fitted_at_once_chooses_the_in_process_C(pins):
+    X, y = pins
+    train, val = np.arange(len(y)) % 3 != 0, np.arange(len(y)) % 3 == 0
+    parts = (X.take(np.flatnonzero(train)), y[train]), (X.take(np.flatnonzero(val)), y[val])
+    eager = Eager()
+    assert tune_C(*parts, fits=eager) == tune_C(*parts)
+    assert [len(items) for items in eager.handed] == [4, 4, 4]  # every view's whole grid
+
+
+@pytest.mark.slow
+def test_folds_fitted_elsewhere_give_the_in_process_model(pins):
+    X, y = pins
+    eager = Eager()
+    elsewhere = FinalModel(rerank_pins=6).fit(X, y, fits=eager)
+    here = FinalModel(rerank_pins=6).fit(X, y)
+    for name, array in _arrays(here).items():
+        np.testing.assert_array_equal(_arrays(elsewhere)[name], array, err_msg=name)
+    assert elsewhere.temperature_ == here.temperature_
+    assert [len(items) for items in eager.handed] == [2]  # 5 folds of 4 pins: 6 need two
+
+
+@pytest.mark.slow
+def test_a_fold_that_cannot_be_fitted_is_replaced_by_the_next(pins, monkeypatch):
+    X, y = pins
+    fitted, original = [], final_model._fold_candidates
+
+    def first_fails(task, *shared):
+        fitted.append(task[2].tolist())
+        return None if len(fitted) == 1 else original(task, *shared)
+
+    monkeypatch.setattr(final_model, "_fold_candidates", first_fails)
+    eager = Eager()
+    FinalModel(rerank_pins=6).fit(X, y, fits=eager)
+    assert [len(items) for items in eager.handed] == [2, 1]  # folds 0 and 1, then fold 2
+    assert len(fitted) == 3
