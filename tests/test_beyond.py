@@ -16,6 +16,7 @@ from pinid.features.dataset import PreparedData
 from pinid.features.pin_features import PinFeatures
 from pinid.features.specs import FEATURE_DIM
 from pinid.models.final_model import FinalModel
+from pinid.models.fits import InProcess
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
 
 
@@ -160,7 +161,7 @@ def test_a_user_with_one_pin_among_few_users_is_fitted():
     assert (model.predict(X) == y).mean() > 0.9
     # the fold holding user0's only pin knows five users: every fold gives five candidates,
     # and no fold (with its other users' pins) is lost
-    _, truth, fold, k = model._out_of_fold(X, y)
+    _, truth, fold, k = model._out_of_fold(X, y, InProcess())
     assert k == 5 and (fold >= 0).all()
     assert truth[int(np.flatnonzero(y == "user0")[0])] == -1  # its author is in no candidates
 
