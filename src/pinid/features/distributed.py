@@ -192,15 +192,20 @@ def _threads_by_host(client: Client) -> dict[str, int]:
     give features that differ from an in-process run's by up to 1e-5 (measured; any two or more
     threads give the same bits). ONNX Runtime, the default engine, gives the same bits for 1-3
     threads (:mod:`~pinid.features.engines`)."""
+    return threads_by_host(client, at_least=2)
+
+
+def threads_by_host(client: Client, at_least: int = 1) -> dict[str, int]:
+    """Each machine's cores shared among the Dask threads its workers run (one worker per
+    machine uses the whole machine), but at least ``at_least`` where it has that many cores."""
     cores = client.run(os.cpu_count)
-    workers = client.scheduler_info()["workers"]
     dask_threads = Counter()
     host_cores = {}
-    for address, info in workers.items():
+    for address, info in client.scheduler_info()["workers"].items():
         dask_threads[info["host"]] += info["nthreads"]
         host_cores[info["host"]] = cores.get(address) or 1
     return {
-        host: max(min(2, host_cores[host]), host_cores[host] // n)
+        host: max(min(at_least, host_cores[host]), host_cores[host] // n)
         for host, n in dask_threads.items()
     }
 

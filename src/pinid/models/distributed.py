@@ -9,8 +9,6 @@ numbers wherever it runs, so the model is the in-process one (within BLAS roundi
 
 from __future__ import annotations
 
-import os
-from collections import Counter
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
@@ -20,6 +18,7 @@ from distributed.comm.addressing import get_address_host
 from threadpoolctl import threadpool_limits
 
 from pinid.errors import PinidError
+from pinid.features.distributed import threads_by_host
 
 T = TypeVar("T")
 
@@ -34,7 +33,7 @@ class OnCluster:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.threads = _blas_threads_by_host(client)
+        self.threads = threads_by_host(client)
 
     def share(self, value: Any) -> Future:
         [future] = self.client.scatter([value], broadcast=True, hash=False)
@@ -63,13 +62,3 @@ def _run(fn: Callable[..., T], item: Any, *shared: Any, threads: dict[str, int])
     host = get_address_host(get_worker().address)
     with threadpool_limits(threads.get(host) or 1):
         return fn(item, *shared)
-
-
-def _blas_threads_by_host(client: Client) -> dict[str, int]:
-    """Each machine's cores shared among the Dask threads its workers run."""
-    cores = client.run(os.cpu_count)
-    dask_threads, host_cores = Counter(), {}
-    for address, info in client.scheduler_info()["workers"].items():
-        dask_threads[info["host"]] += info["nthreads"]
-        host_cores[info["host"]] = cores.get(address) or 1
-    return {host: max(1, host_cores[host] // n) for host, n in dask_threads.items()}
