@@ -226,7 +226,7 @@ def main() -> None:
         return
     which = args.pipelines.split(",")
     if args.pins_per_user:
-        args.scale = args.pins_per_user * args.users / (PAPER_USERS * PAPER_PINS_PER_USER)
+        args.scale = _scale(args.users, args.pins_per_user)
     print(f"machine: {machine()}")
     if not args.sweep:
         print(f"scale {args.scale}, {args.users} users")
@@ -236,7 +236,7 @@ def main() -> None:
         return
     rows = []
     for users, per_user in GROWTH:
-        scale = 1.0 if per_user is None else per_user * users / (PAPER_USERS * PAPER_PINS_PER_USER)
+        scale = 1.0 if per_user is None else _scale(users, per_user)
         print(f"scale {scale:g}, {users} users", flush=True)
         figures = run(scale, users, ["pinid", "pinid_paper"], args.budget)
         rows.append({"scale": scale, "users": users, **figures})
@@ -245,6 +245,11 @@ def main() -> None:
 
 GROWTH = ((117, None), (117, 30), (500, 30), (2000, 30), (10000, 30))
 """The growth table's sizes: users and pins per user (None: the paper's 600)."""
+
+
+def _scale(users: int, pins_per_user: int) -> float:
+    """The share of the paper's pins that gives ``users`` users this many pins each."""
+    return pins_per_user * users / (PAPER_USERS * PAPER_PINS_PER_USER)
 
 
 def _write_results(rows: list[dict], budget_s: float) -> None:
