@@ -16,10 +16,11 @@ re-ranker learns from the same statistics it is given, and the evidence's simila
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from pinid.models.similarity import SPACES, make_space, row_norms
 
@@ -30,6 +31,8 @@ PROJECTED_DIM = 128
 pins' principal directions (measured against the exact search: docs/performance.md)."""
 COMMON_SHARE, MAX_COMMON = 0.01, 512
 """Text terms compared densely: those of more than 1% of the training pins, at most 512."""
+CHUNK_SIMILARITIES = 1 << 22
+"""Pair-to-pin similarities per space held at once (16 MB in float32)."""
 COVARIANCE_ROWS = 16_384  # about (at most twice); principal directions need not be exact
 _EPS = 1e-12
 
@@ -77,11 +80,11 @@ class CandidateSearch:
         self.joint_scale = 1.0 / np.sqrt(np.maximum(has_text + has_image.astype(int), 1))
         self.basis = principal_directions(self.images, PROJECTED_DIM)
         self.columns = [_column_selectors(common_columns(b)) for b in (words, chars)]
+        self.counts = counts
+        self.user_of = np.repeat(np.arange(n_classes), counts)  # of each training pin, in order
         spaces = self._split(words, chars, self.images)
-        self.per_user = [  # per user and space: (dense part, sparse part transposed or None)
-            [(dense[a:b], None if rare is None else rare[a:b].T.tocsr()) for dense, rare in spaces]
-            for a, b in zip(self.bounds[:-1], self.bounds[1:], strict=True)
-        ]
+        self.dense = [dense for dense, _ in spaces]  # rows grouped by user
+        self.rare = [None if rare is None else rare.T.tocsr() for _, rare in spaces]  # terms x pins
 
     def _split(self, words, chars, images) -> list[tuple[np.ndarray, sp.csr_matrix | None]]:
         """Each space as the search compares it: the text spaces' common terms dense and the
@@ -99,11 +102,14 @@ class CandidateSearch:
     ) -> Found:  # fmt: skip
         """Each pin's statistics per candidate (n, k) and space; with ``evidence``, also each
         candidate's training pin most similar to it. Queries are vectors as the training
-        pins' (zero rows where a modality is not used)."""
+        pins' (zero rows where a modality is not used); at most ``chunk`` of them, and
+        :data:`CHUNK_SIMILARITIES` similarities per space, are compared at once."""
         n, k = candidates.shape
         found = Found(np.zeros((n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
                       np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
-        with threadpool_limits(1):  # many small products: threads cost more than they give
+        per_pin = int(self.counts[candidates].sum(axis=1).max()) if n else 1
+        chunk = max(1, min(chunk, CHUNK_SIMILARITIES // per_pin))
+        with _blas().limit(limits=1):  # many small products: threads cost more than they give
             for begin in range(0, n, chunk):
                 rows = slice(begin, min(begin + chunk, n))
                 queries = [make_space("text", words[rows], None)[0],
@@ -115,34 +121,37 @@ class CandidateSearch:
     def _search_chunk(self, queries: list, candidates, evidence: bool, found: Found, rows):
         n, k = candidates.shape
         words, chars, images = queries
-        split = self._split(words, chars, images)
         use_text, use_image = self._evidence_modalities(words, images)
         scale = np.where(use_text & use_image, np.sqrt(0.5), 1.0)
+        # the pairs (pin, candidate) grouped by user; each pair's similarities to its user's
+        # pins are a segment of one buffer per space
+        by_user = np.argsort(candidates.ravel(), kind="stable")
+        pairs = _Pairs(candidates.ravel()[by_user], by_user // k, self.counts)
+        S = [pairs.similarities(query, dense, rare, self.bounds, self.user_of)
+             for query, dense, rare in zip(self._split(words, chars, images), self.dense,
+                                           self.rare, strict=True)]  # fmt: skip
         stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
         best = np.zeros(n * k, np.int64)
         text_part, image_part = np.zeros(n * k), np.zeros(n * k)
-        pin_of = np.repeat(np.arange(n), k)  # pair i * k + j: pin i, its candidate j
-        flat = candidates.ravel()
-        by_user = np.argsort(flat, kind="stable")
-        present, first = np.unique(flat[by_user], return_index=True)
-        for user, begin, end in zip(present, first, np.append(first[1:], len(flat)), strict=True):
-            pairs = by_user[begin:end]
-            mine = pin_of[pairs]
-            S = [_similarity(query, mine, train)
-                 for query, train in zip(split, self.per_user[user], strict=True)]  # fmt: skip
-            for space, similarity in enumerate(S):
-                stats[pairs, space] = _statistics(similarity)
+        for user, group, segments in pairs.by_user():
+            mine = pairs.pin[group]
+            blocks = [similarity[segments].reshape(len(mine), -1) for similarity in S]
+            placed = by_user[group]
+            for space, block in enumerate(blocks):
+                stats[placed, space] = _statistics(block)
             if evidence:
                 a, b = self.bounds[user], self.bounds[user + 1]
-                score = S[0] * use_text[mine, None] + S[2] * use_image[mine, None]
+                score = blocks[0] * use_text[mine, None] + blocks[2] * use_image[mine, None]
                 both = (use_text & use_image)[mine]
                 score[both] *= self.joint_scale[a:b]  # the training pins' joint norm
-                best[pairs] = a + score.argmax(axis=1)
-                text_part[pairs] = S[0][np.arange(len(pairs)), best[pairs] - a]
+                chosen = score.argmax(axis=1)
+                best[placed] = a + chosen
+                text_part[placed] = blocks[0][np.arange(len(mine)), chosen]
                 # the chosen pins' image part, exact: in full dimensions, one user at a time
-                image_part[pairs] = np.einsum("ij,ij->i", images[mine], self.images[best[pairs]])
+                image_part[placed] = np.einsum("ij,ij->i", images[mine], self.images[a + chosen])
         found.stats[rows] = stats.reshape(n, k, *stats.shape[1:])
         if evidence:  # the chosen pins' similarity
+            pin_of = np.repeat(np.arange(n), k)
             pin_scale = np.where((use_text & use_image)[pin_of], self.joint_scale[best], 1.0)
             similarity = scale[pin_of] * pin_scale * (
                 text_part * use_text[pin_of] + image_part * use_image[pin_of])  # fmt: skip
@@ -159,13 +168,45 @@ class CandidateSearch:
         return has_text, has_image
 
 
-def _similarity(query: tuple, rows: np.ndarray, train: tuple) -> np.ndarray:
-    """Dense (rows, the user's pins) dot products of a split space (see ``_split``)."""
-    (query_dense, query_rare), (train_dense, train_rare) = query, train
-    out = query_dense[rows] @ train_dense.T
-    if train_rare is not None:
-        out += (query_rare[rows] @ train_rare).toarray()
-    return out
+class _Pairs:
+    """Pairs (pin, candidate user) sorted by user, and where each pair's similarities to the
+    user's training pins lie in a flat buffer: one segment per pair, the user's pins in order.
+    One buffer per space replaces a sparse product per user and space, whose fixed cost was
+    most of a single pin's answer."""
+
+    def __init__(self, user: np.ndarray, pin: np.ndarray, counts: np.ndarray) -> None:
+        self.user, self.pin = user, pin  # sorted by user, then pin
+        self.width = counts[user]
+        self.start = np.concatenate([[0], np.cumsum(self.width)[:-1]]).astype(np.int64)
+        self.size = int(self.width.sum())
+
+    def by_user(self):
+        """Per user: the user, its pairs (a slice of the sorted pairs) and their segments (a
+        slice of the buffer, the pairs' segments one after another)."""
+        present, first = np.unique(self.user, return_index=True)
+        ends = np.append(first[1:], len(self.user))
+        for user, begin, end in zip(present, first, ends, strict=True):
+            stop = self.start[end - 1] + self.width[end - 1]
+            yield int(user), slice(begin, end), slice(int(self.start[begin]), int(stop))
+
+    def similarities(self, query: tuple, dense: np.ndarray, rare_terms, bounds, user_of):
+        """Every pair's dot products with its user's pins in a split space (see ``_split``):
+        the dense part one product per user, the rare terms' one sparse product for all."""
+        query_dense, query_rare = query
+        out = np.empty(self.size, np.float32)
+        for user, group, segments in self.by_user():
+            block = out[segments].reshape(group.stop - group.start, -1)
+            np.matmul(query_dense[self.pin[group]], dense[bounds[user] : bounds[user + 1]].T,
+                      out=block)  # fmt: skip
+        if query_rare is not None:
+            shared = (query_rare @ rare_terms).tocoo()  # (pins, training pins): few non-zeros
+            key = user_of[shared.col] * len(query_dense) + shared.row
+            keys = self.user * len(query_dense) + self.pin  # ascending
+            at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+            hit = keys[at] == key  # the training pin's user is a candidate of the query pin
+            column = shared.col[hit] - bounds[user_of[shared.col[hit]]]
+            out[self.start[at[hit]] + column] += shared.data[hit]
+        return out
 
 
 def common_columns(block: sp.csr_matrix) -> np.ndarray:
@@ -187,6 +228,12 @@ def _column_selectors(common: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]
                              shape=(len(mask), len(columns)))  # fmt: skip
 
     return selector(common), selector(~common)
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries loaded, found once: finding them took longer than a pin's search."""
+    return ThreadpoolController()
 
 
 def _statistics(similarity: np.ndarray) -> np.ndarray:

@@ -340,7 +340,8 @@ def _check_consistent(model: PaperModel, pins: TrainingPins, doc: dict) -> None:
 
 def _fitted(lr, classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray):
     """``lr`` (a logistic regression step, unfitted) given stored weights."""
-    lr.classes_, lr.coef_, lr.intercept_ = classes, coef, intercept
+    # feature-major, as fitted (see PreconditionedLogisticRegression.fit)
+    lr.classes_, lr.coef_, lr.intercept_ = classes, np.asfortranarray(coef), intercept
     lr.n_features_in_ = coef.shape[1]
     lr.n_iter_ = np.zeros(1, dtype=np.int32)
     return lr
