@@ -16,7 +16,7 @@ re-ranker learns from the same statistics it is given, and the evidence's simila
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +33,7 @@ COMMON_SHARE, MAX_COMMON = 0.01, 512
 """Text terms compared densely: those of more than 1% of the training pins, at most 512."""
 CHUNK_SIMILARITIES = 1 << 22
 """Pair-to-pin similarities per space held at once (16 MB in float32)."""
+DOTS_BLOCK = 4096  # pairs whose exact image similarity is computed at once
 COVARIANCE_ROWS = 16_384  # about (at most twice); principal directions need not be exact
 _EPS = 1e-12
 
@@ -79,9 +80,10 @@ class CandidateSearch:
         has_text, has_image = row_norms(words) > 0, row_norms(self.images) > 0
         self.joint_scale = 1.0 / np.sqrt(np.maximum(has_text + has_image.astype(int), 1))
         self.basis = principal_directions(self.images, PROJECTED_DIM)
-        self.columns = [_column_selectors(common_columns(b)) for b in (words, chars)]
+        self.terms = [_Terms(common_columns(b)) for b in (words, chars)]
         self.counts = counts
         self.user_of = np.repeat(np.arange(n_classes), counts)  # of each training pin, in order
+        self.position = np.arange(len(y)) - self.bounds[self.user_of]  # among its user's pins
         spaces = self._split(words, chars, self.images)
         self.dense = [dense for dense, _ in spaces]  # rows grouped by user
         self.rare = [None if rare is None else rare.T.tocsr() for _, rare in spaces]  # terms x pins
@@ -90,9 +92,7 @@ class CandidateSearch:
         """Each space as the search compares it: the text spaces' common terms dense and the
         rest sparse (a sparse product over terms most pins share is nearly dense and many times
         slower than BLAS on the same numbers), the image space projected."""
-        blocks = zip((words, chars), self.columns, strict=True)
-        out = [(sp.csr_matrix(block @ common).toarray(), sp.csr_matrix(block @ rare))
-               for block, (common, rare) in blocks]  # fmt: skip
+        out = [terms.split(block) for terms, block in zip(self.terms, (words, chars), strict=True)]
         out.append((images if self.basis is None else images @ self.basis, None))
         return out
 
@@ -108,7 +108,7 @@ class CandidateSearch:
         found = Found(np.zeros((n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
                       np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
         per_pin = int(self.counts[candidates].sum(axis=1).max()) if n else 1
-        chunk = max(1, min(chunk, CHUNK_SIMILARITIES // per_pin))
+        chunk = max(1, min(chunk, CHUNK_SIMILARITIES // max(per_pin, len(self.counts))))
         with _blas().limit(limits=1):  # many small products: threads cost more than they give
             for begin in range(0, n, chunk):
                 rows = slice(begin, min(begin + chunk, n))
@@ -122,41 +122,47 @@ class CandidateSearch:
         n, k = candidates.shape
         words, chars, images = queries
         use_text, use_image = self._evidence_modalities(words, images)
-        scale = np.where(use_text & use_image, np.sqrt(0.5), 1.0)
         # the pairs (pin, candidate) grouped by user; each pair's similarities to its user's
         # pins are a segment of one buffer per space
         by_user = np.argsort(candidates.ravel(), kind="stable")
         pairs = _Pairs(candidates.ravel()[by_user], by_user // k, self.counts)
-        S = [pairs.similarities(query, dense, rare, self.bounds, self.user_of)
+        S = [pairs.similarities(query, dense, rare, self.bounds, self.user_of, self.position)
              for query, dense, rare in zip(self._split(words, chars, images), self.dense,
                                            self.rare, strict=True)]  # fmt: skip
         stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
-        best = np.zeros(n * k, np.int64)
-        text_part, image_part = np.zeros(n * k), np.zeros(n * k)
-        for user, group, segments in pairs.by_user():
+        both = use_text & use_image
+        chosen = np.zeros(len(by_user), np.int64)  # per sorted pair: its evidence, users' order
+        for user, group, segments in pairs.by_user():  # a user's segments are equally long
             mine = pairs.pin[group]
-            blocks = [similarity[segments].reshape(len(mine), -1) for similarity in S]
-            placed = by_user[group]
-            for space, block in enumerate(blocks):
-                stats[placed, space] = _statistics(block)
-            if evidence:
+            blocks = np.stack([similarity[segments] for similarity in S]).reshape(
+                len(S), len(mine), -1
+            )
+            stats[by_user[group]] = _statistics(blocks).transpose(1, 0, 2)
+            if evidence:  # the pin most similar in the evidence space, the first of equals
                 a, b = self.bounds[user], self.bounds[user + 1]
                 score = blocks[0] * use_text[mine, None] + blocks[2] * use_image[mine, None]
-                both = (use_text & use_image)[mine]
-                score[both] *= self.joint_scale[a:b]  # the training pins' joint norm
-                chosen = score.argmax(axis=1)
-                best[placed] = a + chosen
-                text_part[placed] = blocks[0][np.arange(len(mine)), chosen]
-                # the chosen pins' image part, exact: in full dimensions, one user at a time
-                image_part[placed] = np.einsum("ij,ij->i", images[mine], self.images[a + chosen])
+                score[both[mine]] *= self.joint_scale[a:b]  # the training pins' joint norm
+                chosen[group] = a + score.argmax(axis=1)
         found.stats[rows] = stats.reshape(n, k, *stats.shape[1:])
-        if evidence:  # the chosen pins' similarity
-            pin_of = np.repeat(np.arange(n), k)
-            pin_scale = np.where((use_text & use_image)[pin_of], self.joint_scale[best], 1.0)
-            similarity = scale[pin_of] * pin_scale * (
-                text_part * use_text[pin_of] + image_part * use_image[pin_of])  # fmt: skip
-            found.evidence[rows] = self.order[best].reshape(n, k)
-            found.similarity[rows] = similarity.reshape(n, k)
+        if evidence:
+            self._evidence(pairs, S[0], images, chosen, use_text, use_image, found, rows, by_user)
+
+    def _evidence(self, pairs, text, images, best, use_text, use_image, found, rows, by_user):
+        """The similarity of each pair's evidence (``best``), exact: the text part from the
+        search, the image part in full dimensions."""
+        mine = pairs.pin
+        text_part = text[pairs.start + best - self.bounds[pairs.user]].astype(np.float64)
+        image_part = np.zeros(len(best))
+        for block in range(0, len(best), DOTS_BLOCK):
+            at = slice(block, block + DOTS_BLOCK)
+            image_part[at] = np.einsum("ij,ij->i", images[mine[at]], self.images[best[at]])
+        both = (use_text & use_image)[mine]
+        scale = np.where(both, np.sqrt(0.5), 1.0) * np.where(both, self.joint_scale[best], 1.0)
+        similarity = scale * (text_part * use_text[mine] + image_part * use_image[mine])
+        pin_major = np.argsort(by_user)  # the sorted pairs back in the pins' order
+        k = found.evidence.shape[1]
+        found.evidence[rows] = self.order[best[pin_major]].reshape(-1, k)
+        found.similarity[rows] = similarity[pin_major].reshape(-1, k)
 
     def _evidence_modalities(self, words, images) -> tuple[np.ndarray, np.ndarray]:
         """Per pin: is its text, its image compared for the evidence?"""
@@ -175,21 +181,29 @@ class _Pairs:
     most of a single pin's answer."""
 
     def __init__(self, user: np.ndarray, pin: np.ndarray, counts: np.ndarray) -> None:
-        self.user, self.pin = user, pin  # sorted by user, then pin
+        self.user, self.pin, self.counts = user, pin, counts  # sorted by user, then pin
         self.width = counts[user]
         self.start = np.concatenate([[0], np.cumsum(self.width)[:-1]]).astype(np.int64)
         self.size = int(self.width.sum())
+        present, first = np.unique(user, return_index=True)
+        ends = np.append(first[1:], len(user))
+        stops = self.start[ends - 1] + self.width[ends - 1]
+        self.groups = [(int(u), slice(int(b), int(e)), slice(int(self.start[b]), int(t)))
+                       for u, b, e, t in zip(present, first, ends, stops, strict=True)]  # fmt: skip
 
-    def by_user(self):
+    @cached_property
+    def slot(self) -> np.ndarray:
+        """(pins, users): where each pair is among the sorted pairs, -1 for other users."""
+        slot = np.full((self.pin.max() + 1, len(self.counts)), -1, np.int32)
+        slot[self.pin, self.user] = np.arange(len(self.user))
+        return slot
+
+    def by_user(self) -> list[tuple[int, slice, slice]]:
         """Per user: the user, its pairs (a slice of the sorted pairs) and their segments (a
         slice of the buffer, the pairs' segments one after another)."""
-        present, first = np.unique(self.user, return_index=True)
-        ends = np.append(first[1:], len(self.user))
-        for user, begin, end in zip(present, first, ends, strict=True):
-            stop = self.start[end - 1] + self.width[end - 1]
-            yield int(user), slice(begin, end), slice(int(self.start[begin]), int(stop))
+        return self.groups
 
-    def similarities(self, query: tuple, dense: np.ndarray, rare_terms, bounds, user_of):
+    def similarities(self, query: tuple, dense: np.ndarray, rare_terms, bounds, user_of, position):
         """Every pair's dot products with its user's pins in a split space (see ``_split``):
         the dense part one product per user, the rare terms' one sparse product for all."""
         query_dense, query_rare = query
@@ -199,13 +213,11 @@ class _Pairs:
             np.matmul(query_dense[self.pin[group]], dense[bounds[user] : bounds[user + 1]].T,
                       out=block)  # fmt: skip
         if query_rare is not None:
-            shared = (query_rare @ rare_terms).tocoo()  # (pins, training pins): few non-zeros
-            key = user_of[shared.col] * len(query_dense) + shared.row
-            keys = self.user * len(query_dense) + self.pin  # ascending
-            at = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
-            hit = keys[at] == key  # the training pin's user is a candidate of the query pin
-            column = shared.col[hit] - bounds[user_of[shared.col[hit]]]
-            out[self.start[at[hit]] + column] += shared.data[hit]
+            shared = query_rare @ rare_terms  # (pins, training pins): few non-zeros
+            pins = np.repeat(np.arange(len(query_dense)), np.diff(shared.indptr))
+            at = self.slot[pins, user_of[shared.indices]]
+            hit = at >= 0  # the training pin's user is a candidate of the query pin
+            out[self.start[at[hit]] + position[shared.indices[hit]]] += shared.data[hit]
         return out
 
 
@@ -217,17 +229,31 @@ def common_columns(block: sp.csr_matrix) -> np.ndarray:
     return common & (used_by > COMMON_SHARE * block.shape[0])
 
 
-def _column_selectors(common: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Matrices that pick the common and the other columns: a product with them costs the
-    non-zeros, where scipy's column indexing of a wide matrix costs far more."""
+class _Terms:
+    """A text space's terms split in two: the common ones (a mask) become the columns of a
+    dense array, the others those of a sparse matrix. Done on the stored values themselves: a
+    product with column selectors cost a single pin more than its search."""
 
-    def selector(mask: np.ndarray) -> sp.csr_matrix:
-        columns = np.flatnonzero(mask)
-        ones = np.ones(len(columns), np.float32)
-        return sp.csr_matrix((ones, (columns, np.arange(len(columns)))),
-                             shape=(len(mask), len(columns)))  # fmt: skip
+    def __init__(self, common: np.ndarray) -> None:
+        self.common = common
+        self.column = np.where(common, np.cumsum(common), np.cumsum(~common)) - 1  # in its part
+        self.n_common = int(common.sum())
 
-    return selector(common), selector(~common)
+    def split(self, block) -> tuple[np.ndarray, sp.csr_matrix]:
+        block = sp.csr_matrix(block)
+        if not block.has_canonical_format:  # a term twice in a row: summed first
+            block = block.copy()
+            block.sum_duplicates()
+        n = block.shape[0]
+        rows = np.repeat(np.arange(n), np.diff(block.indptr))
+        common = self.common[block.indices]
+        dense = np.zeros((n, self.n_common), np.float32)
+        dense[rows[common], self.column[block.indices[common]]] = block.data[common]
+        rare = ~common
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[rare], minlength=n))])
+        shape = (n, len(self.common) - self.n_common)
+        return dense, sp.csr_matrix((block.data[rare], self.column[block.indices[rare]], indptr),
+                                    shape=shape)  # fmt: skip
 
 
 @cache
@@ -237,9 +263,9 @@ def _blas() -> ThreadpoolController:
 
 
 def _statistics(similarity: np.ndarray) -> np.ndarray:
-    """(pairs, 3): each row's best, mean of the best three (all when fewer) and mean."""
-    best3 = similarity if similarity.shape[1] <= 3 else -np.partition(-similarity, 2, axis=1)[:, :3]
-    return np.column_stack([similarity.max(axis=1), best3.mean(axis=1), similarity.mean(axis=1)])
+    """(..., 3): each row's best, mean of the best three (all when fewer) and mean."""
+    best3 = similarity if similarity.shape[-1] <= 3 else -np.partition(-similarity, 2)[..., :3]
+    return np.stack([similarity.max(axis=-1), best3.mean(axis=-1), similarity.mean(axis=-1)], -1)
 
 
 def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:

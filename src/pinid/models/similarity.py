@@ -26,8 +26,10 @@ def _scale_rows(block, factors: np.ndarray):
     """Rows times ``factors``, in float32 (a float64 intermediate of the training image block
     would cost its size twice over)."""
     factors = np.asarray(factors, np.float32)
-    if sp.issparse(block):
-        return sp.diags(factors) @ block.astype(np.float32)
+    if sp.issparse(block):  # each stored value times its row's factor: no diagonal product
+        block = sp.csr_matrix(block, dtype=np.float32, copy=True)
+        block.data *= np.repeat(factors, np.diff(block.indptr))
+        return block
     return np.asarray(block, np.float32) * factors[:, None]
 
 
