@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pinid._atomic import output_lock
@@ -227,10 +228,13 @@ class Model:
         given = np.array([bool(t and t.strip()) for t in texts], dtype=bool)  # "" = no text
         X = PinFeatures([t or "" for t in texts], np.asarray(image_vectors, np.float32),
                         given, np.asarray(has_image, dtype=bool))  # fmt: skip
-        encoded = self.final.views_.encode(X)
-        X.has_text = given & encoded.knows_text()
-        usable = np.flatnonzero(X.has_text | X.has_image)
-        with _collection_paused():
+        # scikit-learn's checks of its functions' arguments, skipped: pinid's own calls pass
+        # valid ones, and checking them cost a single pin's answer about a millisecond
+        with config_context(skip_parameter_validation=True):
+            encoded = self.final.views_.encode(X)
+            X.has_text = given & encoded.knows_text()
+            usable = np.flatnonzero(X.has_text | X.has_image)
+        with _collection_paused(), config_context(skip_parameter_validation=True):
             ranked = (
                 self._candidates(self.final.rank(X.take(usable), encoded.take(usable)), top)
                 if usable.size
