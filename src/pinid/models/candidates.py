@@ -15,6 +15,7 @@ re-ranker learns from the same statistics it is given, and the evidence's simila
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, cached_property
 
@@ -108,14 +109,26 @@ class CandidateSearch:
         found = Found(np.zeros((n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
                       np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
         per_pin = int(self.counts[candidates].sum(axis=1).max()) if n else 1
-        chunk = max(1, min(chunk, CHUNK_SIMILARITIES // max(per_pin, len(self.counts))))
-        with _blas().limit(limits=1):  # many small products: threads cost more than they give
-            for begin in range(0, n, chunk):
-                rows = slice(begin, min(begin + chunk, n))
-                queries = [make_space("text", words[rows], None)[0],
-                           make_space("text", chars[rows], None)[0],
-                           make_space("image", None, images[rows])[0]]  # fmt: skip
-                self._search_chunk(queries, candidates[rows], evidence, found, rows)
+        threads = max([lib["num_threads"] for lib in _blas().info()], default=1)
+        chunk = max(1, min(chunk, CHUNK_SIMILARITIES // max(per_pin, len(self.counts)),
+                           -(-n // threads)))  # fmt: skip
+
+        def search_chunk(rows: slice) -> None:
+            queries = [make_space("text", words[rows], None)[0],
+                       make_space("text", chars[rows], None)[0],
+                       make_space("image", None, images[rows])[0]]  # fmt: skip
+            self._search_chunk(queries, candidates[rows], evidence, found, rows)
+
+        chunks = [slice(begin, min(begin + chunk, n)) for begin in range(0, n, chunk)]
+        # chunks side by side, as many as BLAS may use threads, each product on one thread:
+        # many small products, which threads inside BLAS slow down
+        with _blas().limit(limits=1):
+            if len(chunks) > 1 and threads > 1:
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(search_chunk, chunks))
+            else:
+                for rows in chunks:
+                    search_chunk(rows)
         return found
 
     def _search_chunk(self, queries: list, candidates, evidence: bool, found: Found, rows):
