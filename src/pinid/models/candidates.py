@@ -6,8 +6,10 @@ pin and candidate, the features are: the fused score and its position, every vie
 probability and rank, how similar the pin is to the candidate's training pins in each space
 (the best, the mean of the best three, the mean of all), and how many pins the candidate has.
 
-A pin is compared only with its candidates' training pins, in the three spaces at once (one
-pass per candidate user gives the statistics and the evidence). The image space is compared in
+A pin is compared only with its candidates' training pins, in the three spaces at once (the
+statistics and the evidence from one pass over those similarities), but for the terms few
+training pins use, whose one sparse product per batch finds every training pin sharing one of
+them and keeps those of the candidates. The image space is compared in
 its :data:`PROJECTED_DIM` principal directions (the training pins'): the exact comparison over
 every candidate's pins in 1280 dimensions capped answers near 6,500 pins/s on two cores. The
 re-ranker learns from the same statistics it is given, and the evidence's similarity is exact.
@@ -33,7 +35,9 @@ pins' principal directions (measured against the exact search: docs/performance.
 COMMON_SHARE, MAX_COMMON = 0.01, 512
 """Text terms compared densely: those of more than 1% of the training pins, at most 512."""
 CHUNK_SIMILARITIES = 1 << 22
-"""Pair-to-pin similarities per space held at once (16 MB in float32)."""
+"""Per chunk of pins: at most this many similarities of a space (16 MB in float32), rare-term
+products and slots, and as many chunks at once as BLAS may use threads."""
+MIN_SPLIT = 256  # pins: a smaller batch is one chunk, not one per thread
 DOTS_BLOCK = 4096  # pairs whose exact image similarity is computed at once
 COVARIANCE_ROWS = 16_384  # about (at most twice); principal directions need not be exact
 _EPS = 1e-12
@@ -81,7 +85,7 @@ class CandidateSearch:
         has_text, has_image = row_norms(words) > 0, row_norms(self.images) > 0
         self.joint_scale = 1.0 / np.sqrt(np.maximum(has_text + has_image.astype(int), 1))
         self.basis = principal_directions(self.images, PROJECTED_DIM)
-        self.terms = [_Terms(common_columns(b)) for b in (words, chars)]
+        self.terms = [_Terms(b) for b in (words, chars)]
         self.counts = counts
         self.user_of = np.repeat(np.arange(n_classes), counts)  # of each training pin, in order
         self.position = np.arange(len(y)) - self.bounds[self.user_of]  # among its user's pins
@@ -103,15 +107,20 @@ class CandidateSearch:
     ) -> Found:  # fmt: skip
         """Each pin's statistics per candidate (n, k) and space; with ``evidence``, also each
         candidate's training pin most similar to it. Queries are vectors as the training
-        pins' (zero rows where a modality is not used); at most ``chunk`` of them, and
-        :data:`CHUNK_SIMILARITIES` similarities per space, are compared at once."""
+        pins' (zero rows where a modality is not used); a row of ``candidates`` names distinct
+        users. At most ``chunk`` of them are compared at once (see
+        :data:`CHUNK_SIMILARITIES`)."""
         n, k = candidates.shape
         found = Found(np.zeros((n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
                       np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
-        per_pin = int(self.counts[candidates].sum(axis=1).max()) if n else 1
-        threads = max([lib["num_threads"] for lib in _blas().info()], default=1)
-        chunk = max(1, min(chunk, CHUNK_SIMILARITIES // max(per_pin, len(self.counts)),
-                           -(-n // threads)))  # fmt: skip
+        # what a pin holds: its pairs' similarities, its rare terms' products, its row of slots
+        per_pin = self.counts[candidates].sum(axis=1) + len(self.counts) + sum(
+            terms.rare_products(block) for terms, block in zip(self.terms, (words, chars),
+                                                               strict=True))  # fmt: skip
+        threads = max([lib["num_threads"] for lib in _blas().info() if lib["user_api"] == "blas"],
+                      default=1)  # fmt: skip
+        chunk = min(chunk, CHUNK_SIMILARITIES // int(per_pin.max(initial=1)))
+        chunk = max(1, min(chunk, max(MIN_SPLIT, -(-n // threads))))
 
         def search_chunk(rows: slice) -> None:
             queries = [make_space("text", words[rows], None)[0],
@@ -121,7 +130,8 @@ class CandidateSearch:
 
         chunks = [slice(begin, min(begin + chunk, n)) for begin in range(0, n, chunk)]
         # chunks side by side, as many as BLAS may use threads, each product on one thread:
-        # many small products, which threads inside BLAS slow down
+        # many small products, which threads inside BLAS slow down (the limit is the
+        # process's for the pthreads OpenBLAS of NumPy's and SciPy's wheels)
         with _blas().limit(limits=1):
             if len(chunks) > 1 and threads > 1:
                 with ThreadPoolExecutor(threads) as pool:
@@ -234,23 +244,28 @@ class _Pairs:
         return out
 
 
-def common_columns(block: sp.csr_matrix) -> np.ndarray:
-    """The terms more than COMMON_SHARE of the rows use, at most MAX_COMMON of them (a mask)."""
-    used_by = np.bincount(block.indices, minlength=block.shape[1])
-    common = np.zeros(block.shape[1], bool)
-    common[np.argsort(-used_by, kind="stable")[:MAX_COMMON]] = True
-    return common & (used_by > COMMON_SHARE * block.shape[0])
-
-
 class _Terms:
     """A text space's terms split in two: the common ones (a mask) become the columns of a
     dense array, the others those of a sparse matrix. Done on the stored values themselves: a
     product with column selectors cost a single pin more than its search."""
 
-    def __init__(self, common: np.ndarray) -> None:
-        self.common = common
+    def __init__(self, block: sp.csr_matrix) -> None:
+        """The terms of the training pins ``block``: those more than COMMON_SHARE of them use,
+        at most MAX_COMMON, are the common ones."""
+        used_by = np.bincount(block.indices, minlength=block.shape[1])
+        common = np.zeros(block.shape[1], bool)
+        common[np.argsort(-used_by, kind="stable")[:MAX_COMMON]] = True
+        self.common = common = common & (used_by > COMMON_SHARE * block.shape[0])
+        self.rare_use = np.where(common, 0, used_by)  # training pins using each rare term
         self.column = np.where(common, np.cumsum(common), np.cumsum(~common)) - 1  # in its part
         self.n_common = int(common.sum())
+
+    def rare_products(self, block) -> np.ndarray:
+        """Per row of ``block``: at most how many training pins share a rare term with it (the
+        non-zeros of its row of the rare terms' product)."""
+        block = sp.csr_matrix(block)
+        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+        return np.bincount(rows, self.rare_use[block.indices], block.shape[0])
 
     def split(self, block) -> tuple[np.ndarray, sp.csr_matrix]:
         block = sp.csr_matrix(block)

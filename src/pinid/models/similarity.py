@@ -29,6 +29,8 @@ def _scale_rows(block, factors: np.ndarray):
     if sp.issparse(block):  # each stored value times its row's factor: no diagonal product
         block = sp.csr_matrix(block, dtype=np.float32, copy=True)
         block.data *= np.repeat(factors, np.diff(block.indptr))
+        if not factors.all():
+            block.eliminate_zeros()  # rows scaled to nothing store nothing
         return block
     return np.asarray(block, np.float32) * factors[:, None]
 
