@@ -17,6 +17,7 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,14 @@ IMAGE_CASES = (
     ImageCase("svg-image-href-local-file", "href_file.svg", "used"),
     ImageCase("svg-image-href-http", "href_http.svg", "used"),
     ImageCase("svg-nested-use", "nested_use.svg", "skipped", "too complex", 413),
+    ImageCase("phone-jpeg-48mp", "phone.jpg", "used"),
+    ImageCase("jpeg-claims-259mp", "huge_header.jpg", "skipped", "exceeds", 413),
+    ImageCase("progressive-jpeg-claims-45mp", "progressive.jpg", "skipped", "exceeds", 413),
+    ImageCase("heic-phone-photo", "phone.heic", "used"),
+    ImageCase("avif-phone-photo", "phone.avif", "used"),
+    ImageCase("avif-48mp", "huge.avif", "skipped", "exceeds", 413),
+    ImageCase("heic-cut-short", "truncated.heic", "skipped", "corrupt or truncated", 422),
+    ImageCase("heic-size-lies", "size_lies.heic", "skipped", "corrupt or truncated", 422),
 )
 """SVGs whose only fault is a reference to elsewhere render without it ("used"): the reference
 is refused, never followed."""
@@ -102,6 +111,29 @@ def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
+def _phone_photo(width: int = 8064, height: int = 6048) -> Image.Image:
+    """A phone-sized picture, left half red, right half blue (cheap to encode)."""
+    img = Image.new("RGB", (width, height), (220, 20, 20))
+    img.paste((20, 20, 220), (width // 2, 0, width, height))
+    return img
+
+
+def _jpeg_claiming(width: int, height: int, **options) -> bytes:
+    """A small JPEG whose frame header claims ``width`` x ``height`` pixels."""
+    data = bytearray(_encoded(Image.new("L", (16, 16), 128), "JPEG", **options))
+    sof = data.index(b"\xff\xc2" if options.get("progressive") else b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _heic_claiming(width: int, height: int) -> bytes:
+    """A small HEIC whose image extents ("ispe" box) claim ``width`` x ``height`` pixels."""
+    data = bytearray(_encoded(_phone_photo(64, 48), "HEIF"))
+    at = data.index(b"ispe")
+    data[at + 8 : at + 16] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return bytes(data)
+
+
 def _svg(body: str, doctype: str = "") -> bytes:
     return (
         f'<?xml version="1.0"?>\n{doctype}'
@@ -110,8 +142,11 @@ def _svg(body: str, doctype: str = "") -> bytes:
     ).encode()
 
 
+@cache  # the phone photos take seconds to encode
 def image_bytes(outside: Path, http_port: int) -> dict[str, bytes]:
     """The file name -> bytes of every image case."""
+    import pinid.features.images  # noqa: F401  (registers the HEIC and AVIF encoders)
+
     photo = Image.radial_gradient("L").resize((96, 96)).convert("RGB")
     palette = Image.new("P", (40, 40), 1)
     palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
@@ -150,6 +185,14 @@ def image_bytes(outside: Path, http_port: int) -> dict[str, bytes]:
         "nested_use.svg": _svg(
             f'<defs><rect id="u0" width="1" height="1"/>{nested}</defs><use xlink:href="#u39"/>'
         ),
+        "phone.jpg": _encoded(_phone_photo(), "JPEG", quality=85),
+        "huge_header.jpg": _jpeg_claiming(16_100, 16_100),  # a baseline JPEG's limit: 256 MP
+        "progressive.jpg": _jpeg_claiming(9000, 5000, progressive=True),  # 40 MP
+        "phone.heic": _encoded(_phone_photo(1200, 900), "HEIF"),
+        "phone.avif": _encoded(_phone_photo(1200, 900), "AVIF"),
+        "huge.avif": _encoded(_phone_photo(), "AVIF", quality=30, speed=10),  # 2 KB, 146 MB
+        "truncated.heic": _encoded(_phone_photo(64, 48), "HEIF")[:-20],
+        "size_lies.heic": _heic_claiming(8064, 6048),
     }
 
 

@@ -23,7 +23,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from pinid.data import load_dataset
 from pinid.errors import DataError, ModelFileError, PinidError
-from pinid.features.images import UnreadableImage, decode_image
+from pinid.features.images import MAX_JPEG_PIXELS, MAX_PIXELS, UnreadableImage, decode_image
 from pinid.features.pin_features import PinFeatures
 from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import MAX_WORD_LENGTH, tokenize
@@ -97,7 +97,7 @@ def _signature_of(fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-_prefix = st.sampled_from(["", "PNG", "JPEG", "GIF", "WEBP", "SVG"]).map(
+_prefix = st.sampled_from(["", "PNG", "JPEG", "GIF", "WEBP", "SVG", "HEIF", "AVIF"]).map(
     lambda fmt: b"" if not fmt else _signature_of(fmt)
 )
 
@@ -110,8 +110,31 @@ def test_any_image_bytes_decode_to_rgb_or_raise_unreadable(prefix, cut, tail):
         image = decode_image(data)
     except UnreadableImage as exc:
         assert exc.kind in ("oversize", "format", "damaged") and str(exc)
+        assert "\n" not in str(exc)  # one line, whatever the decoder said
         return
     assert image.mode == "RGB" and image.width > 0 and image.height > 0
+
+
+@SLOW
+@given(width=st.integers(1, 65535), height=st.integers(1, 65535),
+       progressive=st.booleans())  # fmt: skip
+def test_a_jpeg_of_any_claimed_size_is_refused_or_decoded_small(width, height, progressive):
+    """A JPEG's header may claim any size up to 65535 x 65535 (a phone's 48-200 MP, or a
+    bomb): over its kind's limit it is refused before decoding, and what is decoded never
+    exceeds the pixel limit."""
+    limit = MAX_PIXELS if progressive else MAX_JPEG_PIXELS
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buffer, "JPEG", progressive=progressive)
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    try:
+        image = decode_image(bytes(data))
+    except UnreadableImage as exc:
+        assert exc.kind in ("oversize", "damaged") and "\n" not in str(exc)
+        assert exc.kind == "oversize" or width * height <= limit
+        return
+    assert width * height <= limit and image.width * image.height <= MAX_PIXELS
 
 
 _WORDS = ["apple", "pear", "plum", "tree", "leaf", "rose", "star", "moon"]

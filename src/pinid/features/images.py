@@ -117,7 +117,8 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
                 "format",
             ) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise UnreadableImage(f"corrupt or truncated ({exc})") from None
+            # one line: libheif's messages end in a line break
+            raise UnreadableImage(f"corrupt or truncated ({' '.join(str(exc).split())})") from None
 
 
 def _open(data: bytes) -> Image.Image:
