@@ -154,7 +154,7 @@ class CandidateSearch:
         stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
         both = use_text & use_image
         chosen = np.zeros(len(by_user), np.int64)  # per sorted pair: its evidence, users' order
-        for user, group, segments in pairs.by_user():  # a user's segments are equally long
+        for user, group, segments in pairs.groups:  # a user's segments are equally long
             mine = pairs.pin[group]
             blocks = np.stack([similarity[segments] for similarity in S]).reshape(
                 len(S), len(mine), -1
@@ -210,6 +210,8 @@ class _Pairs:
         present, first = np.unique(user, return_index=True)
         ends = np.append(first[1:], len(user))
         stops = self.start[ends - 1] + self.width[ends - 1]
+        # per user: the user, its pairs (a slice of the sorted pairs) and their segments (a
+        # slice of the buffer, the pairs' segments one after another)
         self.groups = [(int(u), slice(int(b), int(e)), slice(int(self.start[b]), int(t)))
                        for u, b, e, t in zip(present, first, ends, stops, strict=True)]  # fmt: skip
 
@@ -220,17 +222,12 @@ class _Pairs:
         slot[self.pin, self.user] = np.arange(len(self.user))
         return slot
 
-    def by_user(self) -> list[tuple[int, slice, slice]]:
-        """Per user: the user, its pairs (a slice of the sorted pairs) and their segments (a
-        slice of the buffer, the pairs' segments one after another)."""
-        return self.groups
-
     def similarities(self, query: tuple, dense: np.ndarray, rare_terms, bounds, user_of, position):
         """Every pair's dot products with its user's pins in a split space (see ``_split``):
         the dense part one product per user, the rare terms' one sparse product for all."""
         query_dense, query_rare = query
         out = np.empty(self.size, np.float32)
-        for user, group, segments in self.by_user():
+        for user, group, segments in self.groups:
             block = out[segments].reshape(group.stop - group.start, -1)
             np.matmul(query_dense[self.pin[group]], dense[bounds[user] : bounds[user + 1]].T,
                       out=block)  # fmt: skip
