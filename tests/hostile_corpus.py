@@ -111,8 +111,9 @@ def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-def _phone_photo(width: int = 8064, height: int = 6048) -> Image.Image:
-    """A phone-sized picture, left half red, right half blue (cheap to encode)."""
+def phone_photo(width: int = 8064, height: int = 6048) -> Image.Image:
+    """A phone-sized picture (48 MP by default): left half red, right half blue (cheap to
+    encode, easy to check)."""
     img = Image.new("RGB", (width, height), (220, 20, 20))
     img.paste((20, 20, 220), (width // 2, 0, width, height))
     return img
@@ -128,7 +129,7 @@ def _jpeg_claiming(width: int, height: int, **options) -> bytes:
 
 def _heic_claiming(width: int, height: int) -> bytes:
     """A small HEIC whose image extents ("ispe" box) claim ``width`` x ``height`` pixels."""
-    data = bytearray(_encoded(_phone_photo(64, 48), "HEIF"))
+    data = bytearray(_encoded(phone_photo(64, 48), "HEIF"))
     at = data.index(b"ispe")
     data[at + 8 : at + 16] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
     return bytes(data)
@@ -185,13 +186,13 @@ def image_bytes(outside: Path, http_port: int) -> dict[str, bytes]:
         "nested_use.svg": _svg(
             f'<defs><rect id="u0" width="1" height="1"/>{nested}</defs><use xlink:href="#u39"/>'
         ),
-        "phone.jpg": _encoded(_phone_photo(), "JPEG", quality=85),
+        "phone.jpg": _encoded(phone_photo(), "JPEG", quality=85),
         "huge_header.jpg": _jpeg_claiming(16_100, 16_100),  # a baseline JPEG's limit: 256 MP
         "progressive.jpg": _jpeg_claiming(9000, 5000, progressive=True),  # 40 MP
-        "phone.heic": _encoded(_phone_photo(1200, 900), "HEIF"),
-        "phone.avif": _encoded(_phone_photo(1200, 900), "AVIF"),
-        "huge.avif": _encoded(_phone_photo(), "AVIF", quality=30, speed=10),  # 2 KB, 146 MB
-        "truncated.heic": _encoded(_phone_photo(64, 48), "HEIF")[:-20],
+        "phone.heic": _encoded(phone_photo(1200, 900), "HEIF"),
+        "phone.avif": _encoded(phone_photo(1200, 900), "AVIF"),
+        "huge.avif": _encoded(phone_photo(), "AVIF", quality=30, speed=10),  # 2 KB, 146 MB
+        "truncated.heic": _encoded(phone_photo(64, 48), "HEIF")[:-20],
         "size_lies.heic": _heic_claiming(8064, 6048),
     }
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from pinid.features.images import UnreadableImage, decode_image, load_image
+from tests.hostile_corpus import phone_photo
 
 
 def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -106,17 +107,10 @@ def test_huge_header_is_refused_before_decoding():
         decode_image(bytes(data))
 
 
-def _phone_photo(width: int = 8064, height: int = 6048) -> Image.Image:
-    """A 48 MP picture: left half red, right half blue (cheap to encode, easy to check)."""
-    img = Image.new("RGB", (width, height), (220, 20, 20))
-    img.paste((20, 20, 220), (width // 2, 0, width, height))
-    return img
-
-
 def test_phone_size_jpeg_is_decoded_at_reduced_scale():
     exif = Image.Exif()
     exif[0x0112] = 6  # held upright: rotate to display
-    out = decode_image(_encode(_phone_photo(), "JPEG", quality=85, exif=exif.tobytes()))
+    out = decode_image(_encode(phone_photo(), "JPEG", quality=85, exif=exif.tobytes()))
     assert out.size == (1512, 2016)  # a quarter of 8064 x 6048, turned upright
     top, bottom = out.getpixel((756, 100)), out.getpixel((756, 1900))
     assert top[0] > 180 and top[2] < 60 and bottom[2] > 180 and bottom[0] < 60
@@ -148,7 +142,7 @@ def test_jpeg_magic_then_junk_is_not_an_image():
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
 def test_heic_and_avif_decode_like_their_jpeg_twin(fmt):
-    img = _phone_photo(64, 48)
+    img = phone_photo(64, 48)
     exif = Image.Exif()
     exif[0x0112] = 6
     twin = np.asarray(decode_image(_encode(img, "JPEG", quality=95, exif=exif.tobytes())), float)
@@ -159,7 +153,7 @@ def test_heic_and_avif_decode_like_their_jpeg_twin(fmt):
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
 def test_heic_and_avif_over_the_pixel_limit_are_refused(fmt):
-    data = _encode(_phone_photo(), fmt, quality=30, **({"speed": 10} if fmt == "AVIF" else {}))
+    data = _encode(phone_photo(), fmt, quality=30, **({"speed": 10} if fmt == "AVIF" else {}))
     assert len(data) < 200_000  # a small file that would decode to 146 MB
     with pytest.raises(UnreadableImage, match="exceeds the 40,000,000 limit") as raised:
         decode_image(data, f"photo.{fmt}")
@@ -167,7 +161,7 @@ def test_heic_and_avif_over_the_pixel_limit_are_refused(fmt):
 
 
 def test_heic_cut_short_is_unreadable():
-    data = _encode(_phone_photo(64, 48), "HEIF")
+    data = _encode(phone_photo(64, 48), "HEIF")
     with pytest.raises(UnreadableImage, match="corrupt or truncated") as raised:
         decode_image(data[:-20], "photo.heic")  # a download cut short: its pixels are missing
     assert raised.value.kind == "damaged"
