@@ -249,6 +249,10 @@ def test_candidate_search_in_projected_images_keeps_the_evidence_similarity_exac
     from pinid.models.candidates import PROJECTED_DIM, CandidateSearch
 
     words, chars, images, y, queries = _search_corpus(dim=2 * PROJECTED_DIM)
+    copies = 30  # more training pins than dimensions: a projection that loses some
+    words, chars = sp.vstack([words] * copies, format="csr"), sp.vstack([chars] * copies)
+    y = np.tile(y, copies)
+    images = np.random.default_rng(8).random((len(y), images.shape[1]), dtype=np.float32)
     candidates = np.array([[3, 0, 1], [1, 2, 3], [0, 1, 2]] * 2)
     search = CandidateSearch(words, chars, images, y, 4, evidence_space="image")
     assert search.basis.shape == (2 * PROJECTED_DIM, PROJECTED_DIM)
@@ -260,6 +264,24 @@ def test_candidate_search_in_projected_images_keeps_the_evidence_similarity_exac
         for j, user in enumerate(row):
             mine = np.sort(exact[i, y == user])[::-1]
             assert abs(found.stats[i, j, 2, 0] - mine[0]) < 0.1
+
+
+def test_candidate_search_with_fewer_pins_than_image_dimensions_compares_them_exactly():
+    """Their span is found from the pins' Gram matrix: fewer axes than PROJECTED_DIM, and the
+    image statistics equal the full comparison's."""
+    from pinid.models.candidates import PROJECTED_DIM, CandidateSearch
+
+    words, chars, images, y, queries = _search_corpus(dim=20 * PROJECTED_DIM)
+    candidates = np.array([[3, 0, 1], [1, 2, 3], [0, 1, 2]] * 2)
+    search = CandidateSearch(words, chars, images, y, 4, evidence_space="image")
+    assert search.basis.shape == (20 * PROJECTED_DIM, len(y) - 1)  # one pin has no image
+    found = search.search(*queries, candidates)
+    exact = cosine([_unit(queries[2])], [_unit(images)])
+    for i, row in enumerate(candidates):
+        for j, user in enumerate(row):
+            mine = exact[i, y == user]
+            np.testing.assert_allclose(found.stats[i, j, 2, [0, 2]], [mine.max(), mine.mean()],
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 def test_select_C_stops_after_the_first_drop_and_keeps_the_exhaustive_choice():

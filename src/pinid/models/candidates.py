@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
+from pinid.models.gram import principal_axes
 from pinid.models.similarity import SPACES, make_space, row_norms
 
 SIMILARITY_STATS = ("max", "top3", "mean")
@@ -286,11 +287,13 @@ def _statistics(similarity: np.ndarray) -> np.ndarray:
 
 def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:
     """(features, ``dim``): the ``dim`` directions that keep most of the rows' dot products
-    (top eigenvectors of their second moment, not centred: dot products include the mean);
-    None when the vectors are no wider than ``dim``."""
+    (top eigenvectors of their second moment, not centred: dot products include the mean),
+    fewer when the rows span fewer; None when the vectors are no wider than ``dim``."""
     if vectors.shape[1] <= dim:
         return None
     sample = vectors[:: max(1, len(vectors) // COVARIANCE_ROWS)].astype(np.float64)
+    if len(sample) < vectors.shape[1]:
+        return np.ascontiguousarray(principal_axes(sample)[1][:, :dim], dtype=np.float32)
     _, directions = np.linalg.eigh(sample.T @ sample)
     return np.ascontiguousarray(directions[:, ::-1][:, :dim], dtype=np.float32)
 

@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from pinid.models.gram import principal_axes
 from pinid.models.lbfgs import minimize_lbfgs
 
 COVARIANCE_ROWS = 8_192  # about (at most twice); a preconditioner need not be exact
@@ -153,8 +154,20 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
 
 
 def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
-    """``(Σ + alpha·I)^(-1/2)`` (float32), ``Σ`` estimated on evenly spaced rows of ``X``."""
+    """``(Σ + alpha·I)^(-1/2)`` (float32), ``Σ`` estimated on evenly spaced rows of ``X``.
+
+    With fewer rows than features, ``Σ``'s eigenvectors come from the rows' Gram matrix
+    (:func:`pinid.models.gram.principal_axes`): a 20-pin model's 2272 image features
+    took 1.1 s an eigendecomposition, 32 of them in one ``pinid train``.
+    """
     sample = X[:: max(1, len(X) // COVARIANCE_ROWS)] - mean
+    if len(sample) < X.shape[1]:
+        values, vectors = principal_axes(sample)
+        values /= len(sample)
+        base = alpha**-0.5  # on every direction the rows do not span
+        P = (vectors * (1.0 / np.sqrt(values + alpha) - base)) @ vectors.T
+        P[np.diag_indices_from(P)] += base
+        return P.astype(np.float32)
     values, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64) / len(sample))
     scale = 1.0 / np.sqrt(np.maximum(values, 0.0) + alpha)
     return ((vectors * scale) @ vectors.T).astype(np.float32)
