@@ -150,7 +150,6 @@ def pinid_default(corpus) -> dict:
     started = time.perf_counter()
     chosen, _ = _tune_C(data, split)
     final, pins = fit_identifier(data, split.ids("train") | split.ids("val"), chosen)
-    final.views_.base.refiner()  # for evidence, grouped as in pinid_cf_ref
     model = Model(final, pins, extractor={})  # image features are given: no CNN
     train_s = time.perf_counter() - started
     test_X, test_y = data.part(split.ids("test"))

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -107,8 +108,14 @@ def test_two_trains_into_one_folder_one_wins_and_the_other_refuses(sample_corpus
     while not holds() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert holds(), "the first train never took the lock"
-    second = _pinid("train", "--data", str(sample_corpus), "--out", str(out))
-    assert second.wait(timeout=300) == 2
+    # paused while it holds the lock: a 20-pin model trains in seconds, and the second
+    # train must meet the first one still writing, not a finished folder
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = _pinid("train", "--data", str(sample_corpus), "--out", str(out))
+        assert second.wait(timeout=300) == 2
+    finally:
+        first.send_signal(signal.SIGCONT)
     refusal = second.stderr.read()
     assert f"another pinid (pid {first.pid}) is writing it" in refusal and str(out) in refusal
     assert refusal.count("\n") == 1

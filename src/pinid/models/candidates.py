@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from pinid.models.gram import principal_axes
-from pinid.models.similarity import SPACES, make_space, row_norms
+from pinid.models.similarity import SPACES, make_space, row_norms, unit_in_place
 
 SIMILARITY_STATS = ("max", "top3", "mean")
 SEARCH_SPACES = ("text", "char", "image")
@@ -83,7 +83,7 @@ class CandidateSearch:
         self.order = np.argsort(y, kind="stable")
         self.bounds = np.concatenate([[0], np.cumsum(counts)])
         words, chars = (make_space("text", b, None)[0][self.order] for b in (words, chars))
-        self.images = make_space("image", None, images)[0][self.order]
+        self.images = unit_in_place(np.asarray(images, np.float32)[self.order])
         has_text, has_image = row_norms(words) > 0, row_norms(self.images) > 0
         self.joint_scale = 1.0 / np.sqrt(np.maximum(has_text + has_image.astype(int), 1))
         self.basis = principal_directions(self.images, PROJECTED_DIM)
@@ -291,11 +291,21 @@ def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:
     fewer when the rows span fewer; None when the vectors are no wider than ``dim``."""
     if vectors.shape[1] <= dim:
         return None
-    sample = vectors[:: max(1, len(vectors) // COVARIANCE_ROWS)].astype(np.float64)
+    sample = vectors[:: max(1, len(vectors) // COVARIANCE_ROWS)]
     if len(sample) < vectors.shape[1]:
         return np.ascontiguousarray(principal_axes(sample)[1][:, :dim], dtype=np.float32)
-    _, directions = np.linalg.eigh(sample.T @ sample)
+    _, directions = np.linalg.eigh(_second_moment(sample))
     return np.ascontiguousarray(directions[:, ::-1][:, :dim], dtype=np.float32)
+
+
+def _second_moment(rows: np.ndarray, block: int = 4096) -> np.ndarray:
+    """``rowsᵀ rows`` (float64), summed over float32 blocks of rows: a float64 copy of the
+    sample was the default model's peak memory at the paper's scale (200 MB)."""
+    moment = np.zeros((rows.shape[1], rows.shape[1]))
+    for start in range(0, len(rows), block):
+        part = np.asarray(rows[start : start + block], np.float32)
+        moment += part.T @ part
+    return moment
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:
