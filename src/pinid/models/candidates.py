@@ -300,7 +300,7 @@ def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:
 
 def _second_moment(rows: np.ndarray, block: int = 4096) -> np.ndarray:
     """``rowsᵀ rows`` (float64), summed over float32 blocks of rows: a float64 copy of the
-    sample was the default model's peak memory at the paper's scale (200 MB)."""
+    sample would cost 200 MB at the paper's scale, at the default model's peak memory."""
     moment = np.zeros((rows.shape[1], rows.shape[1]))
     for start in range(0, len(rows), block):
         part = np.asarray(rows[start : start + block], np.float32)

@@ -157,8 +157,8 @@ def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
     """``(Σ + alpha·I)^(-1/2)`` (float32), ``Σ`` estimated on evenly spaced rows of ``X``.
 
     With fewer rows than features, ``Σ``'s eigenvectors come from the rows' Gram matrix
-    (:func:`pinid.models.gram.principal_axes`): a 20-pin model's 2272 image features
-    took 1.1 s an eigendecomposition, 32 of them in one ``pinid train``.
+    (:func:`pinid.models.gram.principal_axes`): decomposing the 2272 image features'
+    covariance takes 1.1 s, most of a small model's fit.
     """
     sample = X[:: max(1, len(X) // COVARIANCE_ROWS)] - mean
     if len(sample) < X.shape[1]:
