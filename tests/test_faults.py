@@ -111,11 +111,15 @@ def test_two_trains_into_one_folder_one_wins_and_the_other_refuses(sample_corpus
     # paused while it holds the lock: a 20-pin model trains in seconds, and the second
     # train must meet the first one still writing, not a finished folder
     first.send_signal(signal.SIGSTOP)
+    second = None
     try:
+        assert first.poll() is None, "the first train ended before it could be paused"
         second = _pinid("train", "--data", str(sample_corpus), "--out", str(out))
         assert second.wait(timeout=300) == 2
     finally:
         first.send_signal(signal.SIGCONT)
+        if second is not None and second.poll() is None:
+            second.kill()
     refusal = second.stderr.read()
     assert f"another pinid (pid {first.pid}) is writing it" in refusal and str(out) in refusal
     assert refusal.count("\n") == 1

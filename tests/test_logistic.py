@@ -44,6 +44,23 @@ def test_fits_scikit_learns_model(features, n):
     assert (ours.predict(X) == theirs.predict(X)).all()
 
 
+@pytest.mark.parametrize("rows", [1, 5, 24])
+def test_the_whitener_of_fewer_pins_than_features_is_the_covariances(rows):
+    """From the pins' Gram matrix, (Σ + alpha·I)^(-1/2) as the features' covariance gives it,
+    also for pins without features (zero rows) and for a single pin."""
+    from pinid.models.logistic import _whitener
+
+    X = _anisotropic(rows, 2)[0].astype(np.float32)
+    X[::3] = 0
+    mean, alpha = X.mean(axis=0), 0.05
+    centred = (X - mean).astype(np.float64)
+    values, vectors = np.linalg.eigh(centred.T @ centred / rows)
+    expected = (vectors / np.sqrt(np.maximum(values, 0) + alpha)) @ vectors.T
+    np.testing.assert_allclose(
+        _whitener(X, mean, alpha), expected, atol=1e-6 * np.abs(expected).max()
+    )
+
+
 def test_two_users_get_scikit_learns_binary_model():
     X, y = _anisotropic(300, 2, seed=1)
     labels = np.array(["ann", "bob"])[y]

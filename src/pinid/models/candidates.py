@@ -9,8 +9,8 @@ probability and rank, how similar the pin is to the candidate's training pins in
 A pin is compared only with its candidates' training pins, in the three spaces at once (the
 statistics and the evidence from one pass over those similarities), but for the terms few
 training pins use, whose one sparse product per batch finds every training pin sharing one of
-them and keeps those of the candidates. The image space is compared in
-its :data:`PROJECTED_DIM` principal directions (the training pins'): the exact comparison over
+them and keeps those of the candidates. The image space is compared in at most
+:data:`PROJECTED_DIM` principal directions (the training pins'): the exact comparison over
 every candidate's pins in 1280 dimensions capped answers near 6,500 pins/s on two cores. The
 re-ranker learns from the same statistics it is given, and the evidence's similarity is exact.
 """
@@ -31,8 +31,9 @@ from pinid.models.similarity import SPACES, make_space, row_norms, unit_in_place
 SIMILARITY_STATS = ("max", "top3", "mean")
 SEARCH_SPACES = ("text", "char", "image")
 PROJECTED_DIM = 128
-"""Image dimensions the search compares in; wider features are projected on the training
-pins' principal directions (measured against the exact search: docs/performance.md)."""
+"""Most image dimensions the search compares in; wider features are projected on the
+training pins' principal directions (measured against the exact search: docs/performance.md),
+fewer when the pins span fewer."""
 COMMON_SHARE, MAX_COMMON = 0.01, 512
 """Text terms compared densely: those of more than 1% of the training pins, at most 512."""
 CHUNK_SIMILARITIES = 1 << 22
@@ -286,9 +287,10 @@ def _statistics(similarity: np.ndarray) -> np.ndarray:
 
 
 def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:
-    """(features, ``dim``): the ``dim`` directions that keep most of the rows' dot products
-    (top eigenvectors of their second moment, not centred: dot products include the mean),
-    fewer when the rows span fewer; None when the vectors are no wider than ``dim``."""
+    """(features, ≤ ``dim``): the ``dim`` directions that keep most of the rows' dot products
+    (top eigenvectors of their second moment, not centred: dot products include the mean);
+    None when the vectors are no wider than ``dim``. From fewer rows than features they come
+    from the rows' Gram matrix, and are fewer than ``dim`` where the rows span fewer."""
     if vectors.shape[1] <= dim:
         return None
     sample = vectors[:: max(1, len(vectors) // COVARIANCE_ROWS)]
@@ -299,8 +301,9 @@ def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:
 
 
 def _second_moment(rows: np.ndarray, block: int = 4096) -> np.ndarray:
-    """``rowsᵀ rows`` (float64), summed over float32 blocks of rows: a float64 copy of the
-    sample would cost 200 MB at the paper's scale, at the default model's peak memory."""
+    """``rowsᵀ rows``, each block of rows multiplied in float32 and summed in float64 (1e-7
+    relative per entry): a float64 copy of the sample would cost 200 MB at the paper's scale,
+    at the default model's peak memory."""
     moment = np.zeros((rows.shape[1], rows.shape[1]))
     for start in range(0, len(rows), block):
         part = np.asarray(rows[start : start + block], np.float32)
