@@ -15,7 +15,7 @@ from pinid.features.extract import ImageFeatureExtractor
 from pinid.models import final_model
 from pinid.models.final_model import FinalModel
 from pinid.models.io import _arrays
-from pinid.models.selection import choose_C, tune_C
+from pinid.models.selection import VIEW_MODELS, choose_C, select_C, tune_C
 
 
 class Eager:
@@ -60,6 +60,22 @@ def test_tune_C_with_every_C_fitted_at_once_chooses_the_in_process_C(pins):
     eager = Eager()
     assert tune_C(*parts, fits=eager) == tune_C(*parts)
     assert [len(items) for items in eager.handed] == [4, 4, 4]  # every view's whole grid
+
+
+@pytest.mark.slow
+def test_tune_C_scores_every_C_as_the_whole_view_model_fitted_with_it(pins):
+    """The views' tf-idf and image scaling, fitted once for all Cs, are the ones each C's
+    whole model would fit."""
+    X, y = pins
+    train, val = (
+        np.flatnonzero(np.arange(len(y)) % 3 != 0),
+        np.flatnonzero(np.arange(len(y)) % 3 == 0),
+    )
+    _, scores = tune_C((X.take(train), y[train]), (X.take(val), y[val]))
+    for view, read in scores.items():
+        inputs = X.images if view == "image" else np.array(X.texts, dtype=object)
+        whole = select_C(VIEW_MODELS[view](), inputs[train], y[train], inputs[val], y[val])
+        assert read == whole[1], view
 
 
 @pytest.mark.slow

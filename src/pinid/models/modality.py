@@ -8,6 +8,9 @@ train + validation (which, for text, rebuilds the dictionary on both, as the pap
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
@@ -89,8 +92,21 @@ def make_image_model(C: float = 1.0) -> Pipeline:
 
 def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
     """``model.fit``, with a text model that finds no dictionary explained in one line."""
-    try:
+    with _no_dictionary_explained():
         return model.fit(X, y)
+
+
+def fit_features(steps: Pipeline, X, y: np.ndarray):
+    """``steps.fit_transform`` (a model's steps before its classifier), explained as
+    :func:`fit_model`."""
+    with _no_dictionary_explained():
+        return steps.fit_transform(X, y)
+
+
+@contextmanager
+def _no_dictionary_explained() -> Iterator[None]:
+    try:
+        yield
     except ValueError as exc:
         if "vocabulary" in str(exc) or "no terms remain" in str(exc):
             raise DataError(

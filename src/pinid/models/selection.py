@@ -12,7 +12,13 @@ from sklearn.pipeline import Pipeline
 
 from pinid.features.pin_features import PinFeatures
 from pinid.models.fits import Fits, InProcess
-from pinid.models.modality import fit_model, make_char_model, make_image_model, make_text_model
+from pinid.models.modality import (
+    fit_features,
+    fit_model,
+    make_char_model,
+    make_image_model,
+    make_text_model,
+)
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_image_model}
@@ -28,13 +34,19 @@ def tune_C(
     """C per view by validation accuracy, each view on its own: the chosen Cs and every
     view's validation accuracy per C fitted.
 
+    A view's steps before its classifier (the tf-idf dictionary and weights, the image
+    blocks' scaling) do not depend on C: they are fitted once on the training pins, and
+    every C fits only the classifier on their output, as the whole model's fit would.
+
     ``fits`` says where the fits run (default: this process, each C when the search reaches
     it). On a cluster every view's Cs are submitted at once; the search reads them in the same
     order and stops at the same C, so the choice is the in-process one."""
     fits = fits or InProcess()
-    shared = [fits.share(part) for part in (*train, *val)]
     grid = sorted(C_GRID)
-    accuracies = {view: fits.map(_accuracy, [(view, C) for C in grid], *shared) for view in views}
+    accuracies = {}
+    for view in views:
+        shared = [fits.share(part) for part in _view_features(view, train, val)]
+        accuracies[view] = fits.map(_accuracy, [(view, C) for C in grid], *shared)
     chosen, scores = {}, {}
     for view, results in accuracies.items():
         with closing(results):  # on a cluster: the Cs the search did not reach are cancelled
@@ -42,20 +54,27 @@ def tune_C(
     return chosen, scores
 
 
-def _accuracy(
-    view_C: tuple[str, float],
-    train_X: PinFeatures,
-    train_y: np.ndarray,
-    val_X: PinFeatures,
-    val_y: np.ndarray,
-) -> float:
-    """Validation accuracy of one view fitted with one C."""
+def _view_features(
+    view: str, train: tuple[PinFeatures, np.ndarray], val: tuple[PinFeatures, np.ndarray]
+) -> tuple:
+    """The view's features of the training and validation pins (its steps before the
+    classifier fitted on the training pins), with their labels."""
+    (train_X, train_y), (val_X, val_y) = train, val
+    steps = VIEW_MODELS[view]()[:-1]
+
+    def inputs(X: PinFeatures):
+        return X.images if view == "image" else list(X.texts)
+
+    features = fit_features(steps, inputs(train_X), train_y)
+    return features, train_y, steps.transform(inputs(val_X)), val_y
+
+
+def _accuracy(view_C: tuple[str, float], X_train, y_train: np.ndarray, X_val,
+              y_val: np.ndarray) -> float:  # fmt: skip
+    """Validation accuracy of one view's classifier fitted with one C on the view's features."""
     view, C = view_C
-    if view == "image":
-        X_train, X_val = train_X.images, val_X.images
-    else:
-        X_train, X_val = list(train_X.texts), list(val_X.texts)
-    return _fit_and_score(VIEW_MODELS[view](), C, X_train, train_y, X_val, val_y)
+    classifier = VIEW_MODELS[view](C).steps[-1][1]
+    return float(np.mean(classifier.fit(X_train, y_train).predict(X_val) == y_val))
 
 
 def _fit_and_score(model: Pipeline, C: float, X_train, y_train, X_val, y_val) -> float:
