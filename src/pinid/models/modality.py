@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, normalize
@@ -96,7 +97,7 @@ def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
         return model.fit(X, y)
 
 
-def fit_features(steps: Pipeline, X, y: np.ndarray):
+def fit_features(steps: Pipeline, X, y: np.ndarray) -> np.ndarray | sp.csr_matrix:
     """``steps.fit_transform`` (a model's steps before its classifier), explained as
     :func:`fit_model`."""
     with _no_dictionary_explained():
