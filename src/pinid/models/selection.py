@@ -73,8 +73,7 @@ def _accuracy(view_C: tuple[str, float], X_train, y_train: np.ndarray, X_val,
               y_val: np.ndarray) -> float:  # fmt: skip
     """Validation accuracy of one view's classifier fitted with one C on the view's features."""
     view, C = view_C
-    classifier = VIEW_MODELS[view](C).steps[-1][1]
-    return float(np.mean(classifier.fit(X_train, y_train).predict(X_val) == y_val))
+    return _fit_and_score(VIEW_MODELS[view]()[-1:], C, X_train, y_train, X_val, y_val)
 
 
 def _fit_and_score(model: Pipeline, C: float, X_train, y_train, X_val, y_val) -> float:

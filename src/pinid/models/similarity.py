@@ -35,18 +35,20 @@ def _scale_rows(block, factors: np.ndarray):
     return np.asarray(block, np.float32) * factors[:, None]
 
 
+def _reciprocal(norms: np.ndarray) -> np.ndarray:
+    """1 / norm, and 0 for a zero row (it stays zero)."""
+    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+
+
 def unit_in_place(block: np.ndarray) -> np.ndarray:
     """Dense float32 rows scaled to unit length (zero rows stay zero), in place: ``_unit``'s
     result without a second copy of a training block (300 MB at the paper's scale)."""
-    norms = row_norms(block)
-    block *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(
-        np.float32)[:, None]  # fmt: skip
+    block *= _reciprocal(row_norms(block)).astype(np.float32)[:, None]
     return block
 
 
 def _unit(block):
-    norms = row_norms(block)
-    return _scale_rows(block, np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0))
+    return _scale_rows(block, _reciprocal(row_norms(block)))
 
 
 def make_space(space: str, text_vectors, image_vectors: np.ndarray) -> list:
@@ -62,7 +64,7 @@ def make_space(space: str, text_vectors, image_vectors: np.ndarray) -> list:
         raise ValueError(f"unknown similarity space {space!r}; valid: {', '.join(SPACES)}")
     text, image = _unit(text_vectors), _unit(image_vectors)
     norms = np.sqrt(row_norms(text) ** 2 + row_norms(image) ** 2)
-    inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    inverse = _reciprocal(norms)
     return [sp.csr_matrix(_scale_rows(text, inverse)), _scale_rows(image, inverse)]
 
 
