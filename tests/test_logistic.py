@@ -122,3 +122,53 @@ def test_refuses_non_finite_features():
     for X in (np.array([[np.nan, 1.0], [1.0, 2.0]]), sp.csr_matrix([[np.inf, 1.0], [1.0, 2.0]])):
         with pytest.raises(ValueError, match=r"NaN|infinity"):
             PreconditionedLogisticRegression().fit(X, [0, 1])
+
+
+def test_sparse_products_do_not_depend_on_the_threads():
+    """Split in row blocks multiplied side by side, the products are the same to the bit for
+    any number of threads (in process and on a one-thread cluster worker alike)."""
+    from pinid.models.logistic import _SparseProducts
+
+    X = sp.random(500, 300, density=0.05, format="csr", dtype=np.float32, random_state=1)
+    M = np.random.default_rng(2).standard_normal((300, 7)).astype(np.float32)
+    Z = np.random.default_rng(3).standard_normal((500, 7)).astype(np.float32)
+    one, three = _SparseProducts(X, 1), _SparseProducts(X, 3)
+    assert len(three.blocks) == 3
+    np.testing.assert_array_equal(three.times(M), one.times(M))
+    np.testing.assert_array_equal(three.transposed_times(Z), one.transposed_times(Z))
+    np.testing.assert_allclose(one.times(M), X @ M, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one.transposed_times(Z), X.T @ Z, rtol=1e-5, atol=1e-5)
+
+
+def test_a_fit_does_not_depend_on_the_blas_threads():
+    from threadpoolctl import threadpool_limits
+
+    X, y = _bag_of_words(400, 4)
+    with threadpool_limits(1):
+        alone = PreconditionedLogisticRegression(C=10.0).fit(X, y)
+    with threadpool_limits(2):
+        two = PreconditionedLogisticRegression(C=10.0).fit(X, y)
+    np.testing.assert_array_equal(alone.coef_, two.coef_)
+
+
+def test_lbfgs_solves_a_quadratic_in_float32_evaluating_each_point_once():
+    from pinid.models.lbfgs import minimize_lbfgs
+
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((40, 40))
+    H = (A @ A.T / 40 + np.eye(40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    seen = []
+
+    def loss(x):
+        assert x.dtype == np.float32
+        seen.append(x.tobytes())
+        exact = x.astype(np.float64)
+        gradient = H @ exact - b
+        value = float(exact @ H @ exact / 2 - b @ exact)
+        return value, gradient.astype(np.float32), float(np.abs(gradient).max()) < 1e-4
+
+    result = minimize_lbfgs(loss, np.zeros(40, np.float32), 200, 5, ftol=1e-15)
+    assert result.done and result.message == "converged"
+    np.testing.assert_allclose(result.x, np.linalg.solve(H, b), atol=1e-3)
+    assert len(seen) == len(set(seen))  # the search's value and slope at a point: one call

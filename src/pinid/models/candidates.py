@@ -17,16 +17,15 @@ re-ranker learns from the same statistics it is given, and the evidence's simila
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
 
 from pinid.models.gram import principal_axes
 from pinid.models.similarity import SPACES, make_space, row_norms, unit_in_place
+from pinid.models.threads import blas, blas_threads, side_by_side
 
 SIMILARITY_STATS = ("max", "top3", "mean")
 SEARCH_SPACES = ("text", "char", "image")
@@ -118,8 +117,7 @@ class CandidateSearch:
                       np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
         # what a pin holds: its pairs' similarities in a space, and its row of slots
         per_pin = self.counts[candidates].sum(axis=1) + len(self.counts)
-        threads = max([lib["num_threads"] for lib in _blas().info() if lib["user_api"] == "blas"],
-                      default=1)  # fmt: skip
+        threads = blas_threads()
         chunk = min(chunk, CHUNK_SIMILARITIES // int(per_pin.max(initial=1)))
         chunk = max(1, min(chunk, max(MIN_SPLIT, -(-n // threads))))
 
@@ -133,13 +131,8 @@ class CandidateSearch:
         # chunks side by side, as many as BLAS may use threads, each product on one thread:
         # many small products, which threads inside BLAS slow down (the limit is the
         # process's for the pthreads OpenBLAS of NumPy's and SciPy's wheels)
-        with _blas().limit(limits=1):
-            if len(chunks) > 1 and threads > 1:
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(search_chunk, chunks))
-            else:
-                for rows in chunks:
-                    search_chunk(rows)
+        with blas().limit(limits=1):
+            side_by_side(search_chunk, chunks, threads)
         return found
 
     def _search_chunk(self, queries: list, candidates, evidence: bool, found: Found, rows):
@@ -272,12 +265,6 @@ class _Terms:
         shape = (n, len(self.common) - self.n_common)
         return dense, sp.csr_matrix((block.data[rare], self.column[block.indices[rare]], indptr),
                                     shape=shape)  # fmt: skip
-
-
-@cache
-def _blas() -> ThreadpoolController:
-    """The BLAS libraries loaded, found once: finding them took longer than a pin's search."""
-    return ThreadpoolController()
 
 
 def _statistics(similarity: np.ndarray) -> np.ndarray:

@@ -1,9 +1,14 @@
-"""L-BFGS for smooth unconstrained problems with millions of parameters.
+"""L-BFGS for smooth unconstrained problems with millions of parameters, in float32.
 
 scipy's only L-BFGS is L-BFGS-B, whose bound-handling machinery runs on every iteration even
 without bounds: on the character view's 3.3 million weights (23,400 pins) it took half of a
 fit's time, more than the loss and gradient themselves. Unbounded, L-BFGS is the two-loop
 recursion over the last few steps, here in NumPy, with scipy's Wolfe line search.
+
+The iterate, the gradient and the stored steps are float32: the logistic loss computes its
+products in float32 anyway, and every pass over the weights (the search's trial points, the
+steps, the recursion) then moves half the bytes. Only the loss's value is summed in float64,
+for the line search's comparisons and the relative-decrease test.
 """
 
 from __future__ import annotations
@@ -15,87 +20,91 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg.blas import saxpy
-from scipy.optimize import line_search
+
+# the scalar search behind scipy.optimize.line_search, given the loss along the direction
+# itself: the public function asks for the value and the slope at a point separately, which
+# costs a comparison and a copy of every weight per trial to evaluate each point once
+from scipy.optimize._linesearch import scalar_search_wolfe2
+
+Loss = Callable[[np.ndarray], tuple[float, np.ndarray, bool]]
 
 
 @dataclass
 class Result:
     x: np.ndarray
     nit: int
-    done: bool  # the stopping test passed, or a step decreased the loss by less than ftol
+    done: bool  # the loss said converged, or a step decreased it by less than ftol
     message: str
 
 
-def minimize_lbfgs(
-    loss: Callable[[np.ndarray], tuple[float, np.ndarray]],
-    x0: np.ndarray,
-    stop: Callable[[np.ndarray], bool],
-    max_iter: int,
-    history: int,
-    ftol: float,
-) -> Result:
-    """Minimise ``loss`` (value and gradient) from ``x0`` until ``stop(x)`` holds at an
-    accepted iterate, the relative decrease of one step is below ``ftol`` (L-BFGS-B's own
-    test), the line search fails, or ``max_iter`` steps."""
-    x = x0
-    value, gradient = loss(x)
+def minimize_lbfgs(loss: Loss, x0: np.ndarray, max_iter: int, history: int,
+                   ftol: float) -> Result:  # fmt: skip
+    """Minimise ``loss`` from ``x0`` (float32): ``loss(x)`` gives the value, the gradient
+    (float32) and whether ``x`` meets the caller's stopping rule. Stops at the first accepted
+    iterate that meets it, when the relative decrease of one step is below ``ftol`` (L-BFGS-B's
+    own test), when the line search fails from the gradient's direction, or after ``max_iter``
+    steps."""
+    x = np.asarray(x0, np.float32)
+    value, gradient, converged = loss(x)
+    if converged:
+        return Result(x, 0, True, "converged")
     steps: deque = deque(maxlen=history)  # (s, y, 1 / y.s)
-    evaluate = _Cached(loss)
     for it in range(1, max_iter + 1):
-        direction = -_two_loop(gradient, steps).astype(np.float64)
+        direction = _two_loop(gradient, steps)
+        np.negative(direction, out=direction)
         if not steps:  # the first step: a unit step along the gradient's direction
             direction /= max(float(np.linalg.norm(direction)), 1e-12)
+        along = _Line(loss, x, direction)
         with warnings.catch_warnings():  # a failed search is reported below
             warnings.filterwarnings("ignore", "The line search", RuntimeWarning)
-            alpha, _, _, new_value, _, new_gradient = line_search(
-                evaluate.value, evaluate.gradient, x, direction, gradient, value, maxiter=50
+            alpha, _, _, slope = scalar_search_wolfe2(
+                along.value, along.slope, value, None, float(gradient @ direction), maxiter=50
             )
-        if (alpha is None or new_gradient is None) and steps:
+        if (alpha is None or slope is None) and steps:
             steps.clear()  # a direction the search could not use: again along the gradient
             continue
-        if alpha is None or new_gradient is None:
+        if alpha is None or slope is None:
             return Result(x, it - 1, False, "the line search found no acceptable step")
-        s = alpha * direction
-        y = (new_gradient - gradient).astype(np.float32)
-        x = x + s
-        s = s.astype(np.float32)  # the stored steps in float32: half the memory and traffic
+        new_x, (new_value, new_gradient, converged) = along.at(alpha)
+        s, y = new_x - x, new_gradient - gradient
         curvature = float(y @ s)
         if curvature > 1e-12 * float(y @ y):  # keep the update positive definite
             steps.append((s, y, 1.0 / curvature))
         decrease = (value - new_value) / max(abs(value), abs(new_value), 1.0)
-        value, gradient = new_value, new_gradient
-        if stop(x):
+        x, value, gradient = new_x, new_value, new_gradient
+        if converged:
             return Result(x, it, True, "converged")
         if decrease <= ftol:
             return Result(x, it, True, "relative reduction of the loss below ftol")
     return Result(x, max_iter, False, "the iteration limit was reached")
 
 
-class _Cached:
-    """The loss's value and gradient at the last point asked: the line search asks for each
-    separately, at the same point."""
+class _Line:
+    """The loss along ``x + alpha·direction``, each ``alpha`` evaluated once: the search asks
+    for the value and then the slope at one point, and accepts the last point it evaluated."""
 
-    def __init__(self, loss: Callable[[np.ndarray], tuple[float, np.ndarray]]) -> None:
-        self.loss, self.x, self.result = loss, None, (0.0, None)
+    def __init__(self, loss: Loss, x: np.ndarray, direction: np.ndarray) -> None:
+        self.loss, self.x, self.direction = loss, x, direction
+        self.alpha: float | None = None
 
-    def _at(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        if self.x is None or not np.array_equal(x, self.x):
-            self.x, self.result = x.copy(), self.loss(x)
-        return self.result
+    def at(self, alpha: float) -> tuple[np.ndarray, tuple[float, np.ndarray, bool]]:
+        """The point at ``alpha`` and the loss there."""
+        if alpha != self.alpha:
+            self.point = self.x + np.float32(alpha) * self.direction
+            self.alpha, self.result = alpha, self.loss(self.point)
+        return self.point, self.result
 
-    def value(self, x: np.ndarray) -> float:
-        return self._at(x)[0]
+    def value(self, alpha: float) -> float:
+        return self.at(alpha)[1][0]
 
-    def gradient(self, x: np.ndarray) -> np.ndarray:
-        return self._at(x)[1]
+    def slope(self, alpha: float) -> float:
+        return float(self.at(alpha)[1][1] @ self.direction)
 
 
 def _two_loop(gradient: np.ndarray, steps: deque) -> np.ndarray:
     """The inverse-Hessian approximation times ``gradient`` (Nocedal & Wright, algorithm 7.4),
-    scaled by the latest step's curvature, in float32: a search direction needs no more (the
-    iterate and the line search stay float64), and with millions of weights the recursion's
-    passes over memory were a third of an iteration."""
-    q = gradient.astype(np.float32)
+    scaled by the latest step's curvature, as a new array."""
+    q = gradient.copy()
     alphas = []
     for s, y, rho in reversed(steps):  # in place (BLAS axpy): no temporary vector per step
         alpha = rho * float(s @ q)

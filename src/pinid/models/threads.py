@@ -1,0 +1,35 @@
+"""How many threads NumPy's BLAS may use, and work split across that many: the models' own
+parallel loops (sparse products, the candidate search) use as many threads as BLAS would, so
+a limit set for BLAS (``OMP_NUM_THREADS``, threadpoolctl) limits them too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import TypeVar
+
+from threadpoolctl import ThreadpoolController
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@cache
+def blas() -> ThreadpoolController:
+    """The BLAS libraries loaded, found once: finding them took longer than a pin's search."""
+    return ThreadpoolController()
+
+
+def blas_threads() -> int:
+    """Threads BLAS may use now (1 when none is loaded)."""
+    return max([lib["num_threads"] for lib in blas().info() if lib["user_api"] == "blas"],
+               default=1)  # fmt: skip
+
+
+def side_by_side(function: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
+    """``function`` of each item, on up to ``threads`` threads (in order, here, for one)."""
+    if len(items) > 1 and threads > 1:
+        with ThreadPoolExecutor(min(threads, len(items))) as pool:
+            return list(pool.map(function, items))
+    return [function(item) for item in items]
