@@ -135,7 +135,7 @@ def pinid_paper(corpus) -> dict:
 
     data, split = corpus.as_pinid()
     started = time.perf_counter()
-    chosen, _ = _tune_C(data, split, views=("text", "image"))
+    chosen = _tune_C(data, split, views=("text", "image")).C
     X, y = data.part(split.ids("train") | split.ids("val"))
     model = PaperModel(C_text=chosen["text"], C_image=chosen["image"]).fit(X, y)
     model.refiner()  # its training pins grouped for refinement, as the reference's are
@@ -148,8 +148,10 @@ def pinid_default(corpus) -> dict:
 
     data, split = corpus.as_pinid()
     started = time.perf_counter()
-    chosen, _ = _tune_C(data, split)
-    final, pins = fit_identifier(data, split.ids("train") | split.ids("val"), chosen)
+    tuned = _tune_C(data, split)
+    train_ids, val_ids = split.ids("train"), split.ids("val")
+    final, pins = fit_identifier(data, train_ids | val_ids, tuned.C,
+                                 tuned=(tuned, train_ids, val_ids))  # fmt: skip
     model = Model(final, pins, extractor={})  # image features are given: no CNN
     train_s = time.perf_counter() - started
     test_X, test_y = data.part(split.ids("test"))

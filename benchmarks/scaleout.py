@@ -110,10 +110,12 @@ def _train(data: PreparedData, fits) -> tuple[float, dict, dict[str, np.ndarray]
     """Seconds to tune C and fit the final model, the Cs chosen and the model's arrays."""
     split = make_split(data.dataset, 0)
     start = time.perf_counter()
-    chosen, _ = tune_C(data.part(split.ids("train")), data.part(split.ids("val")), fits=fits)
+    train_ids, val_ids = split.ids("train"), split.ids("val")
+    tuned = tune_C(data.part(train_ids), data.part(val_ids), fits=fits)
     every_pin = {p.pin_id for p in data.dataset.pins}
-    final, _ = fit_identifier(data, every_pin, chosen, fits=fits)
-    return time.perf_counter() - start, chosen, _arrays(final)
+    final, _ = fit_identifier(data, every_pin, tuned.C, fits=fits,
+                              tuned=(tuned, train_ids, val_ids))  # fmt: skip
+    return time.perf_counter() - start, tuned.C, _arrays(final)
 
 
 def _training_rows(manifest: str, folder: Path) -> list[dict]:

@@ -58,7 +58,8 @@ def test_tune_C_with_every_C_fitted_at_once_chooses_the_in_process_C(pins):
     train, val = np.arange(len(y)) % 3 != 0, np.arange(len(y)) % 3 == 0
     parts = (X.take(np.flatnonzero(train)), y[train]), (X.take(np.flatnonzero(val)), y[val])
     eager = Eager()
-    assert tune_C(*parts, fits=eager) == tune_C(*parts)
+    elsewhere, here = tune_C(*parts, fits=eager), tune_C(*parts)
+    assert (elsewhere.C, elsewhere.scores) == (here.C, here.scores)
     assert [len(items) for items in eager.handed] == [4, 4, 4]  # every view's whole grid
 
 
@@ -71,7 +72,7 @@ def test_tune_C_scores_every_C_as_the_whole_view_model_fitted_with_it(pins):
         np.flatnonzero(np.arange(len(y)) % 3 != 0),
         np.flatnonzero(np.arange(len(y)) % 3 == 0),
     )
-    _, scores = tune_C((X.take(train), y[train]), (X.take(val), y[val]))
+    scores = tune_C((X.take(train), y[train]), (X.take(val), y[val])).scores
     for view, read in scores.items():
         inputs = X.images if view == "image" else np.array(X.texts, dtype=object)
         whole = select_C(VIEW_MODELS[view](), inputs[train], y[train], inputs[val], y[val])
@@ -104,3 +105,30 @@ def test_a_fold_that_cannot_be_fitted_is_replaced_by_the_next(pins, monkeypatch)
     FinalModel(rerank_pins=6).fit(X, y, fits=eager)
     assert [len(items) for items in eager.handed] == [2, 1]  # folds 0 and 1, then fold 2
     assert len(fitted) == 3
+
+
+@pytest.mark.slow
+def test_the_C_searchs_fits_serve_as_the_fold_when_its_validation_pins_suffice(pins):
+    """The search's models at the chosen Cs, fitted on the training pins, give the validation
+    pins the candidates a fold fitted on those pins would, and no fold is fitted; with too
+    few validation pins the folds are fitted as before."""
+    X, y = pins
+    seen, unseen = (
+        np.flatnonzero(np.arange(len(y)) % 3 != 0),
+        np.flatnonzero(np.arange(len(y)) % 3 == 0),
+    )
+    tuned = tune_C((X.take(seen), y[seen]), (X.take(unseen), y[unseen]))
+    spec = FinalModel(rerank_pins=len(unseen), **{f"C_{v}": C for v, C in tuned.C.items()})
+    spec.classes_ = np.unique(y)
+    held_out = final_model.HeldOut(tuned.models, seen, unseen)
+    features, truth, _, k = spec._held_out(X, y, held_out)
+    task = (spec, spec.classes_, seen, unseen, k)
+    fold_features, fold_truth = final_model._fold_candidates(task, X, y)
+    np.testing.assert_array_equal(features, fold_features.reshape(-1, features.shape[1]))
+    assert (truth >= 0).sum() == (fold_truth >= 0).sum() > 0
+
+    eager = Eager()
+    spec.fit(X, y, fits=eager, held_out=held_out)
+    assert eager.handed == []
+    spec.set_params(rerank_pins=len(unseen) + 1).fit(X, y, fits=eager, held_out=held_out)
+    assert len(eager.handed) >= 1  # the folds, fitted

@@ -372,10 +372,11 @@ def train(
     chosen_split = split_for(dataset, Path(split)) if split else make_split(dataset, seed)
     cnn = ImageFeatureExtractor(extractor, batch_size=batch_size, style=style, engine=engine)
     prepared = prepare(dataset, cnn, max_unreadable=max_unreadable, strict=strict)
-    train_part = prepared.part(chosen_split.ids("train"))
-    chosen, _ = tune_C(train_part, prepared.part(chosen_split.ids("val")), fits=fits)
+    train_ids, val_ids = chosen_split.ids("train"), chosen_split.ids("val")
+    tuned = tune_C(prepared.part(train_ids), prepared.part(val_ids), fits=fits)
     every_pin = {p.pin_id for p in prepared.dataset.pins}
-    final, pins = fit_identifier(prepared, every_pin, chosen, similarity, fits=fits)
+    final, pins = fit_identifier(prepared, every_pin, tuned.C, similarity, fits=fits,
+                                 tuned=(tuned, train_ids, val_ids))  # fmt: skip
     unknown = unknown_users(prepared, chosen_split, final, seed)
     meta = {"seed": seed, "reject_below": unknown.get("threshold"), "unknown_users": {
         k: unknown[k] for k in ("skipped", "rejection_target", "test_at_threshold") if k in unknown

@@ -80,14 +80,19 @@ def run_experiment(
     timings["features"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    chosen, validation = tune_C(
-        data.part(split.ids("train")), data.part(split.ids("val")), fits=fits
-    )
+    train_ids, val_ids = split.ids("train"), split.ids("val")
+    tuned = tune_C(data.part(train_ids), data.part(val_ids), fits=fits)
+    chosen, validation = tuned.C, tuned.scores
     timings["tune_C"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     reranked, training_pins = fit_identifier(
-        data, split.ids("train") | split.ids("val"), chosen, similarity, fits=fits
+        data,
+        train_ids | val_ids,
+        chosen,
+        similarity,
+        fits=fits,
+        tuned=(tuned, train_ids, val_ids),
     )
     model = reranked.views_.base  # the paper's model, fitted on train + validation
     timings["refit"] = time.perf_counter() - clock

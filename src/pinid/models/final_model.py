@@ -76,6 +76,18 @@ class Ranking:
     similarity: np.ndarray  # (n, k) its cosine similarity (the paper's refinement space)
 
 
+@dataclass
+class HeldOut:
+    """The three views' models already fitted on some of the training pins (rows
+    ``fitted_on``), and pins they never saw (rows ``unseen``): the C search's fits at the
+    chosen Cs, with the validation pins. When those pins alone are enough to teach the
+    re-ranker (``rerank_pins``) they are the cross-fitting fold, and no fold is fitted."""
+
+    models: dict[str, Pipeline]
+    fitted_on: np.ndarray
+    unseen: np.ndarray
+
+
 class Views:
     """Word, character and image views fitted on some pins: probabilities and candidates."""
 
@@ -192,14 +204,32 @@ class FinalModel(ClassifierMixin, BaseEstimator):
                           similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
         return Views(base, char, X.texts, self.top_k)
 
-    def fit(self, X: PinFeatures, y: Sequence[str], *, fits: Fits | None = None) -> FinalModel:
+    def _views_of(self, models: dict[str, Pipeline], X: PinFeatures, y: np.ndarray) -> Views:
+        """The views whose models were fitted on ``X``, ``y``."""
+        base = PaperModel(C_text=self.C_text, C_image=self.C_image, similarity=self.similarity,
+                          top_k=self.top_k)  # fmt: skip
+        base.with_models(models["text"], models["image"], X, y)
+        return Views(base, models["char"], X.texts, self.top_k)
+
+    def fit(
+        self,
+        X: PinFeatures,
+        y: Sequence[str],
+        *,
+        fits: Fits | None = None,
+        held_out: HeldOut | None = None,
+    ) -> FinalModel:
         """Fit on ``X``; ``fits`` says where the cross-fitting folds are fitted (default: this
-        process, one after another). It is not a parameter: where the fits run does not change
-        the model."""
+        process, one after another); ``held_out``, views already fitted on some of ``X`` that
+        may serve as the fold (see :class:`HeldOut`). Neither is a parameter: where the fits
+        run does not change the model, and ``held_out`` is data."""
         y = np.asarray(y)
         self.classes_ = np.unique(y)  # as the views' (PaperModel.classes_)
         # the folds' views before the final ones, so that the two are never held together
-        features, truth, fold, k = self._out_of_fold(X, y, fits or InProcess())
+        if held_out is not None and len(held_out.unseen) >= (self.rerank_pins or len(y) + 1):
+            features, truth, fold, k = self._held_out(X, y, held_out)
+        else:
+            features, truth, fold, k = self._out_of_fold(X, y, fits or InProcess())
         self.views_ = self._fit_views(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)
         self.temperature_ = self._fit_temperature(features, truth, fold, k)
@@ -256,7 +286,6 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         # in a corpus of few users a fold may know fewer than top_k of them: fewer candidates
         known = [len(np.unique(y[inside])) for inside, _ in splits]
         k = min([self.top_k, len(self.classes_)] + [u for u in known if u >= 2])
-        variants = _variants(X)
         spec = clone(self)  # the parameters: what fitting a fold's views needs of the model
         shared = [fits.share(value) for value in (X, y)]
         folds_found = []  # (fold, its pins, their features, their authors' positions)
@@ -277,6 +306,19 @@ class FinalModel(ClassifierMixin, BaseEstimator):
                 "cross-fitting the re-ranker: no fold of the training pins could "
                 "be fitted (too few pins sharing a word, or too few users)"
             )
+        return (*self._gathered(X, folds_found), k)
+
+    def _held_out(self, X: PinFeatures, y: np.ndarray, held_out: HeldOut):
+        """What :meth:`_out_of_fold` returns, from the one fold ``held_out`` (no fit)."""
+        seen = held_out.fitted_on
+        views = self._views_of(held_out.models, X.take(seen), y[seen])
+        k = min(self.top_k, len(views.base.classes_))
+        found = _candidates_of(views, self.classes_, X, y, held_out.unseen, k)
+        return (*self._gathered(X, [(0, held_out.unseen, *found)]), k)
+
+    def _gathered(self, X: PinFeatures, folds_found: list) -> tuple:
+        """The folds' ``(fold, its pins, their features, their authors' positions)`` as
+        :meth:`_out_of_fold` returns them (without k)."""
         held = np.concatenate([pins for _, pins, _, _ in folds_found])
         order = np.argsort(held)  # the pins in their order in X
         fold = np.concatenate([np.full(len(pins), f) for f, pins, _, _ in folds_found])[order]
@@ -284,9 +326,9 @@ class FinalModel(ClassifierMixin, BaseEstimator):
             fold = np.random.default_rng(self.random_state).permutation(len(fold)) % self.n_folds
         features = np.concatenate([v for _, _, v, _ in folds_found], axis=1)[:, order]
         truth = np.concatenate([t for _, _, _, t in folds_found], axis=1)[:, order]
-        usable = np.stack([(t | i)[held[order]] for t, i in variants])  # a variant with no
-        truth = np.where(usable, truth, -1).ravel()  # modality (text-only of a textless pin)
-        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, fold, k  # is skipped
+        usable = np.stack([(t | i)[held[order]] for t, i in _variants(X)])  # a variant with
+        truth = np.where(usable, truth, -1).ravel()  # no modality (text-only of a textless pin)
+        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, fold  # is skipped
 
     def rank(self, X: PinFeatures, encoded: Encoded | None = None) -> Ranking:
         """Each pin's candidates re-ranked, with calibrated probabilities, each view's
@@ -328,6 +370,12 @@ def _fold_candidates(task, X: PinFeatures, y: np.ndarray):
         views = spec._fit_views(X.take(inside), y[inside])
     except DataError:
         return None
+    return _candidates_of(views, classes, X, y, outside, k)
+
+
+def _candidates_of(views: Views, classes: np.ndarray, X: PinFeatures, y: np.ndarray,
+                   outside: np.ndarray, k: int):  # fmt: skip
+    """What :func:`_fold_candidates` returns, from views already fitted without ``outside``."""
     views.top = k  # as many candidates as every fold can give
     fold_classes = np.searchsorted(classes, views.base.classes_)
     author = np.searchsorted(classes, y[outside])

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.pipeline import Pipeline
 
 from pinid.features.pin_features import PinFeatures
 from pinid.models.fusion import cascade
@@ -60,12 +61,20 @@ class PaperModel(ClassifierMixin, BaseEstimator):
         self.top_k = top_k
 
     def fit(self, X: PinFeatures, y: Sequence[str]) -> PaperModel:
+        _require_images(X)
+        text_model = fit_model(make_text_model(self.C_text), list(X.texts), np.asarray(y))
+        image_model = fit_model(make_image_model(self.C_image), X.images, np.asarray(y))
+        return self.with_models(text_model, image_model, X, y)
+
+    def with_models(
+        self, text_model: Pipeline, image_model: Pipeline, X: PinFeatures, y: Sequence[str]
+    ) -> PaperModel:
+        """This model with its word and image models already fitted on ``X``, ``y`` (as
+        :meth:`fit` fits them): the C search's fits, used again."""
+        _require_images(X)
         y = np.asarray(y)
-        if not (X.has_image.all()):
-            raise ValueError("training pins need an image; drop unreadable ones first")
         self.classes_ = np.unique(y)
-        self.text_model_ = fit_model(make_text_model(self.C_text), list(X.texts), y)
-        self.image_model_ = fit_model(make_image_model(self.C_image), X.images, y)
+        self.text_model_, self.image_model_ = text_model, image_model
         for model in (self.text_model_, self.image_model_):
             assert np.array_equal(model.classes_, self.classes_)
         self.train_y_ = np.searchsorted(self.classes_, y)
@@ -200,3 +209,8 @@ def _present(
         return rows
     where = np.flatnonzero(present)
     return [rows[i] for i in where] if isinstance(rows, Sequence) else rows[where]
+
+
+def _require_images(X: PinFeatures) -> None:
+    if not X.has_image.all():
+        raise ValueError("training pins need an image; drop unreadable ones first")

@@ -3,8 +3,9 @@ protocol), used by ``pinid train``, ``pinid experiment`` and the Python API alik
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import clone
@@ -24,15 +25,26 @@ C_GRID = (0.1, 1.0, 10.0, 100.0)
 VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_image_model}
 
 
+@dataclass
+class Tuned:
+    """The C search's outcome per view: the C chosen, the validation accuracy of each C read,
+    and the view's model at that C fitted on the training pins (its steps before the
+    classifier included), which the final model may use as its cross-fitting fold
+    (:class:`pinid.models.final_model.HeldOut`)."""
+
+    C: dict[str, float]
+    scores: dict[str, dict[float, float]]
+    models: dict[str, Pipeline]
+
+
 def tune_C(
     train: tuple[PinFeatures, np.ndarray],
     val: tuple[PinFeatures, np.ndarray],
     views: tuple[str, ...] = tuple(VIEW_MODELS),
     *,
     fits: Fits | None = None,
-) -> tuple[dict[str, float], dict[str, dict[float, float]]]:
-    """C per view by validation accuracy, each view on its own: the chosen Cs and every
-    view's validation accuracy per C fitted.
+) -> Tuned:
+    """C per view by validation accuracy, each view on its own.
 
     A view's steps before its classifier (the tf-idf dictionary and weights, the image
     blocks' scaling) do not depend on C: they are fitted once on the training pins, and
@@ -43,22 +55,36 @@ def tune_C(
     order and stops at the same C, so the choice is the in-process one."""
     fits = fits or InProcess()
     grid = sorted(C_GRID)
-    accuracies = {}
+    steps, fitted = {}, {}
     for view in views:
-        shared = [fits.share(part) for part in _view_features(view, train, val)]
-        accuracies[view] = fits.map(_accuracy, [(view, C) for C in grid], *shared)
-    chosen, scores = {}, {}
-    for view, results in accuracies.items():
+        steps[view], *features = _view_features(view, train, val)
+        shared = [fits.share(part) for part in features]
+        fitted[view] = fits.map(_accuracy, [(view, C) for C in grid], *shared)
+    tuned = Tuned({}, {}, {})
+    for view, results in fitted.items():
+        best: dict = {}
         with closing(results):  # on a cluster: the Cs the search did not reach are cancelled
-            chosen[view], scores[view] = choose_C(zip(grid, results, strict=True))
-    return chosen, scores
+            C, tuned.scores[view] = choose_C(_keeping_the_best(grid, results, best))
+        tuned.C[view] = C
+        assert best["C"] == C
+        tuned.models[view] = Pipeline([*steps[view].steps, *best["model"].steps])
+    return tuned
+
+
+def _keeping_the_best(grid: Sequence[float], results: Iterable, best: dict) -> Iterator:
+    """``(C, accuracy)`` of each fit read, in ``best`` the C and model of the best so far (the
+    first of equals: the smallest C, as :func:`choose_C` chooses), and no other model."""
+    for C, (accuracy, model) in zip(grid, results, strict=True):
+        if not best or accuracy > best["accuracy"]:
+            best.update(C=C, accuracy=accuracy, model=model)
+        yield C, accuracy
 
 
 def _view_features(
     view: str, train: tuple[PinFeatures, np.ndarray], val: tuple[PinFeatures, np.ndarray]
 ) -> tuple:
-    """The view's features of the training and validation pins (its steps before the
-    classifier fitted on the training pins), with their labels."""
+    """The view's steps before its classifier fitted on the training pins, and its features
+    of the training and validation pins, with their labels."""
     (train_X, train_y), (val_X, val_y) = train, val
     steps = VIEW_MODELS[view]()[:-1]
 
@@ -66,19 +92,21 @@ def _view_features(
         return X.images if view == "image" else list(X.texts)
 
     features = fit_features(steps, inputs(train_X), train_y)
-    return features, train_y, steps.transform(inputs(val_X)), val_y
+    return steps, features, train_y, steps.transform(inputs(val_X)), val_y
 
 
 def _accuracy(view_C: tuple[str, float], X_train, y_train: np.ndarray, X_val,
-              y_val: np.ndarray) -> float:  # fmt: skip
-    """Validation accuracy of one view's classifier fitted with one C on the view's features."""
+              y_val: np.ndarray) -> tuple[float, Pipeline]:  # fmt: skip
+    """Validation accuracy of one view's classifier fitted with one C on the view's features,
+    and that classifier."""
     view, C = view_C
     return _fit_and_score(VIEW_MODELS[view]()[-1:], C, X_train, y_train, X_val, y_val)
 
 
-def _fit_and_score(model: Pipeline, C: float, X_train, y_train, X_val, y_val) -> float:
+def _fit_and_score(model: Pipeline, C: float, X_train, y_train, X_val,
+                   y_val) -> tuple[float, Pipeline]:  # fmt: skip
     candidate = fit_model(clone(model).set_params(logistic__C=C), X_train, y_train)
-    return float(np.mean(candidate.predict(X_val) == y_val))
+    return float(np.mean(candidate.predict(X_val) == y_val)), candidate
 
 
 def select_C(
@@ -92,7 +120,7 @@ def select_C(
     """The C of ``grid`` with the best validation accuracy (ties: the smaller C), and the
     scores of the Cs fitted (see :func:`choose_C`), fitted in this process."""
     grid = sorted(grid)
-    scores = (_fit_and_score(model, C, X_train, y_train, X_val, y_val) for C in grid)
+    scores = (_fit_and_score(model, C, X_train, y_train, X_val, y_val)[0] for C in grid)
     return choose_C(zip(grid, scores, strict=True))
 
 

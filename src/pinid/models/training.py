@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pinid.features.dataset import PreparedData
 from pinid.features.extract import ImageFeatureExtractor
-from pinid.models.final_model import FinalModel
+from pinid.models.final_model import FinalModel, HeldOut
 from pinid.models.fits import Fits
 from pinid.models.io import TrainingPins
+from pinid.models.selection import Tuned
 
 
 def fit_identifier(
@@ -16,15 +19,26 @@ def fit_identifier(
     similarity: str = "joint",
     *,
     fits: Fits | None = None,
+    tuned: tuple[Tuned, set[str], set[str]] | None = None,
 ) -> tuple[FinalModel, TrainingPins]:
     """Fit on the pins in ``pin_ids``; return the model and its training pins (for evidence).
-    ``fits``: where the cross-fitting folds are fitted (default: this process)."""
-    X, y = data.part(pin_ids)
-    pins = [data.dataset.pins[i] for i in data.rows(pin_ids)]
+    ``fits``: where the cross-fitting folds are fitted (default: this process). ``tuned``: the
+    C search that chose ``C``, with its training and validation pins (among ``pin_ids``): its
+    fits at the chosen Cs serve as the fold when the validation pins are enough
+    (:class:`pinid.models.final_model.HeldOut`)."""
+    rows = data.rows(pin_ids)
+    X, y = data.features.take(rows), data.labels()[rows]
+    held_out = None
+    if tuned is not None:
+        search, *parts = tuned
+        position = {pin: i for i, pin in enumerate(data.dataset.pins[r].pin_id for r in rows)}
+        fitted_on, unseen = (np.array(sorted(position[p] for p in ids if p in position), dtype=int)
+                             for ids in parts)  # fmt: skip
+        held_out = HeldOut(search.models, fitted_on, unseen)
     model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
-    ).fit(X, y, fits=fits)
-    return model, TrainingPins.of(pins)
+    ).fit(X, y, fits=fits, held_out=held_out)
+    return model, TrainingPins.of([data.dataset.pins[i] for i in rows])
 
 
 def extractor_record(extractor: ImageFeatureExtractor) -> dict:
