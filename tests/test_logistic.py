@@ -124,31 +124,35 @@ def test_refuses_non_finite_features():
             PreconditionedLogisticRegression().fit(X, [0, 1])
 
 
-def test_sparse_products_do_not_depend_on_the_threads():
+@pytest.mark.parametrize("sparse", [True, False])
+def test_the_products_do_not_depend_on_the_threads(sparse):
     """Split in row blocks multiplied side by side, the products are the same to the bit for
     any number of threads (in process and on a one-thread cluster worker alike)."""
-    from pinid.models.logistic import _SparseProducts
+    from pinid.models.logistic import _Products
 
-    X = sp.random(500, 300, density=0.05, format="csr", dtype=np.float32, random_state=1)
+    X = sp.random(700, 300, density=0.05, format="csr", dtype=np.float32, random_state=1)
+    X = X if sparse else X.toarray()
     M = np.random.default_rng(2).standard_normal((300, 7)).astype(np.float32)
-    Z = np.random.default_rng(3).standard_normal((500, 7)).astype(np.float32)
-    one, three = _SparseProducts(X, 1), _SparseProducts(X, 3)
+    Z = np.random.default_rng(3).standard_normal((700, 7)).astype(np.float32)
+    one, three = _Products(X, 1), _Products(X, 3)
     assert len(three.blocks) == 3
     np.testing.assert_array_equal(three.times(M), one.times(M))
     np.testing.assert_array_equal(three.transposed_times(Z), one.transposed_times(Z))
-    np.testing.assert_allclose(one.times(M), X @ M, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one.times(M), X @ M, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(one.transposed_times(Z), X.T @ Z, rtol=1e-5, atol=1e-5)
 
 
-def test_a_fit_does_not_depend_on_the_blas_threads():
+@pytest.mark.parametrize(("features", "n"), [(_bag_of_words, 400), (_anisotropic, 900),
+                                             (_anisotropic, 24)])  # fmt: skip
+def test_a_fit_does_not_depend_on_the_blas_threads(features, n):
     from threadpoolctl import threadpool_limits
 
-    X, y = _bag_of_words(400, 4)
+    X, y = features(n, 4)
     with threadpool_limits(1):
         alone = PreconditionedLogisticRegression(C=10.0).fit(X, y)
-    with threadpool_limits(2):
-        two = PreconditionedLogisticRegression(C=10.0).fit(X, y)
-    np.testing.assert_array_equal(alone.coef_, two.coef_)
+    with threadpool_limits(3):
+        three = PreconditionedLogisticRegression(C=10.0).fit(X, y)
+    np.testing.assert_array_equal(alone.coef_, three.coef_)
 
 
 def test_lbfgs_solves_a_quadratic_in_float32_evaluating_each_point_once():

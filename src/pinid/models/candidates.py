@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from pinid.models.gram import principal_axes
 from pinid.models.similarity import SPACES, make_space, row_norms, unit_in_place
-from pinid.models.threads import blas, blas_threads, side_by_side
+from pinid.models.threads import blas, blas_threads, one_thread, side_by_side
 
 SIMILARITY_STATS = ("max", "top3", "mean")
 SEARCH_SPACES = ("text", "char", "image")
@@ -283,7 +283,8 @@ def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:
     sample = vectors[:: max(1, len(vectors) // COVARIANCE_ROWS)]
     if len(sample) < vectors.shape[1]:
         return np.ascontiguousarray(principal_axes(sample)[1][:, :dim], dtype=np.float32)
-    _, directions = np.linalg.eigh(_second_moment(sample))
+    with one_thread():  # the same directions on any machine (see pinid.models.threads)
+        _, directions = np.linalg.eigh(_second_moment(sample))
     return np.ascontiguousarray(directions[:, ::-1][:, :dim], dtype=np.float32)
 
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from pinid.models.threads import one_thread
+
 RELATIVE_FLOOR = 1e-9
 """Eigenvalues below this share of the largest are taken as zero (their axes are noise)."""
 
 
 def principal_axes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``SᵀS``'s non-zero eigenvalues (r,), largest first, and unit eigenvectors (features, r),
-    float64, for ``S`` = ``rows`` (n, features)."""
+    float64, for ``S`` = ``rows`` (n, features), the same on any number of threads."""
     S = np.asarray(rows, dtype=np.float64)
-    values, vectors = np.linalg.eigh(S @ S.T)
-    keep = values > RELATIVE_FLOOR * values.max(initial=0.0)
-    values, vectors = values[keep][::-1], vectors[:, keep][:, ::-1]
-    return values, (S.T @ vectors) / np.sqrt(values)
+    with one_thread():
+        values, vectors = np.linalg.eigh(S @ S.T)
+        keep = values > RELATIVE_FLOOR * values.max(initial=0.0)
+        values, vectors = values[keep][::-1], vectors[:, keep][:, ::-1]
+        return values, (S.T @ vectors) / np.sqrt(values)

@@ -53,12 +53,12 @@ def minimize_lbfgs(loss: Loss, x0: np.ndarray, max_iter: int, history: int,
         direction = _two_loop(gradient, steps)
         np.negative(direction, out=direction)
         if not steps:  # the first step: a unit step along the gradient's direction
-            direction /= max(float(np.linalg.norm(direction)), 1e-12)
+            direction /= max(np.sqrt(_dot(direction, direction)), 1e-12)
         along = _Line(loss, x, direction)
         with warnings.catch_warnings():  # a failed search is reported below
             warnings.filterwarnings("ignore", "The line search", RuntimeWarning)
             alpha, _, _, slope = scalar_search_wolfe2(
-                along.value, along.slope, value, None, float(gradient @ direction), maxiter=50
+                along.value, along.slope, value, None, _dot(gradient, direction), maxiter=50
             )
         if (alpha is None or slope is None) and steps:
             steps.clear()  # a direction the search could not use: again along the gradient
@@ -67,8 +67,8 @@ def minimize_lbfgs(loss: Loss, x0: np.ndarray, max_iter: int, history: int,
             return Result(x, it - 1, False, "the line search found no acceptable step")
         new_x, (new_value, new_gradient, converged) = along.at(alpha)
         s, y = new_x - x, new_gradient - gradient
-        curvature = float(y @ s)
-        if curvature > 1e-12 * float(y @ y):  # keep the update positive definite
+        curvature = _dot(y, s)
+        if curvature > 1e-12 * _dot(y, y):  # keep the update positive definite
             steps.append((s, y, 1.0 / curvature))
         decrease = (value - new_value) / max(abs(value), abs(new_value), 1.0)
         x, value, gradient = new_x, new_value, new_gradient
@@ -98,7 +98,7 @@ class _Line:
         return self.at(alpha)[1][0]
 
     def slope(self, alpha: float) -> float:
-        return float(self.at(alpha)[1][1] @ self.direction)
+        return _dot(self.at(alpha)[1][1], self.direction)
 
 
 def _two_loop(gradient: np.ndarray, steps: deque) -> np.ndarray:
@@ -107,12 +107,19 @@ def _two_loop(gradient: np.ndarray, steps: deque) -> np.ndarray:
     q = gradient.copy()
     alphas = []
     for s, y, rho in reversed(steps):  # in place (BLAS axpy): no temporary vector per step
-        alpha = rho * float(s @ q)
+        alpha = rho * _dot(s, q)
         q = saxpy(y, q, a=-alpha)
         alphas.append(alpha)
     if steps:
         s, y, rho = steps[-1]
-        q *= 1.0 / (rho * float(y @ y))
+        q *= 1.0 / (rho * _dot(y, y))
     for (s, y, rho), alpha in zip(steps, reversed(alphas), strict=True):
-        q = saxpy(s, q, a=alpha - rho * float(y @ q))
+        q = saxpy(s, q, a=alpha - rho * _dot(y, q))
     return q
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a·b`` summed the same way on any number of threads (NumPy's own loop, not BLAS, whose
+    products of vectors and matrices may split their sums by thread), so that a fit on a
+    one-thread cluster worker takes the in-process fit's steps; as fast as BLAS's dot."""
+    return float(np.einsum("i,i->", a, b))

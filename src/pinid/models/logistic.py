@@ -14,8 +14,9 @@ leaves the minimum where it was:
 
 Everything runs in float32 (twice BLAS's float64 rate, half the bytes of every pass over the
 weights) but the loss's sums: the products, and L-BFGS's iterate and steps
-(:mod:`pinid.models.lbfgs`, without L-BFGS-B's bound machinery). Sparse products run on as many
-threads as BLAS may use. What it saves against scikit-learn's solvers: docs/performance.md.
+(:mod:`pinid.models.lbfgs`, without L-BFGS-B's bound machinery). The products run in blocks
+side by side, as many at once as BLAS may use threads, and give the same numbers on any
+number of threads. What it saves against scikit-learn's solvers: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from pinid.models.gram import principal_axes
 from pinid.models.lbfgs import minimize_lbfgs
-from pinid.models.threads import blas_threads, side_by_side
+from pinid.models.threads import blas_threads, one_thread, side_by_side
 
+DENSE_BLOCK = 256  # rows of a dense product's blocks (see _Products)
 COVARIANCE_ROWS = 8_192  # about (at most twice); a preconditioner need not be exact
 HISTORY = 5
 """L-BFGS's stored steps: half scipy's default, since each step holds a copy of every weight
@@ -89,12 +91,13 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
         rows = np.arange(n)
         # two columns w0 = -w1 = w/2 carry |w|²/2: twice the penalty is scikit-learn's binary one
         penalty = (2.0 if k == 2 else 1.0) / (self.C * n)
-        products = _SparseProducts(X, blas_threads()) if sp.issparse(X) else None
+        threads = blas_threads()
+        products = _Products(X, threads)
 
         def loss(theta: np.ndarray) -> tuple[float, np.ndarray, bool]:
-            W = _times(P, theta[: d * k].reshape(d, k))
-            z = products.times(W) if products else X @ W
-            z += theta[d * k :] - mean32 @ W
+            W = _times(P, theta[: d * k].reshape(d, k), threads)
+            z = products.times(W)
+            z += theta[d * k :] - np.einsum("i,ij->j", mean32, W)  # not BLAS: see _dot
             z -= z.max(axis=1, keepdims=True)
             picked = z[rows, labels]
             np.exp(z, out=z)
@@ -105,13 +108,13 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
             z[rows, labels] -= 1.0 / n  # z is now the gradient with respect to the logits
             column_sums = z.sum(axis=0, dtype=np.float64).astype(np.float32)
             # w.r.t. scikit-learn's W (intercept not centred), then V's
-            gradient_W = products.transposed_times(z) if products else X.T @ z
+            gradient_W = products.transposed_times(z)
             W *= penalty
             gradient_W += W
             largest = max(gradient_W.max(), -gradient_W.min(), np.abs(column_sums).max())
             sger(-1.0, column_sums, mean32, a=gradient_W.T, overwrite_a=True)  # -= outer
             gradient = np.empty(d * k + k, np.float32)
-            _times(P, gradient_W, out=gradient[: d * k].reshape(d, k))
+            _times(P, gradient_W, threads, out=gradient[: d * k].reshape(d, k))
             gradient[d * k :] = column_sums
             return value, gradient, largest <= tol
 
@@ -123,8 +126,8 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        W = _times(P, result.x[: d * k].reshape(d, k)).astype(np.float64)
-        intercept = result.x[d * k :] - mean @ W
+        W = _times(P, result.x[: d * k].reshape(d, k), threads).astype(np.float64)
+        intercept = result.x[d * k :] - np.einsum("i,ij->j", mean, W)
         if k == 2:  # scikit-learn's shape for two classes: the second class's margin
             self.coef_ = (W[:, 1] - W[:, 0])[None, :]
             self.intercept_ = np.array([intercept[1] - intercept[0]])
@@ -166,16 +169,17 @@ def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
     covariance takes 1.1 s, most of a small model's fit.
     """
     sample = X[:: max(1, len(X) // COVARIANCE_ROWS)] - mean
-    if len(sample) < X.shape[1]:
-        values, vectors = principal_axes(sample)
-        values /= len(sample)
-        base = alpha**-0.5  # on every direction the rows do not span
-        P = (vectors * (1.0 / np.sqrt(values + alpha) - base)) @ vectors.T
-        P[np.diag_indices_from(P)] += base
-        return P.astype(np.float32)
-    values, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64) / len(sample))
-    scale = 1.0 / np.sqrt(np.maximum(values, 0.0) + alpha)
-    return ((vectors * scale) @ vectors.T).astype(np.float32)
+    with one_thread():  # the same whitener on any machine (see pinid.models.threads)
+        if len(sample) < X.shape[1]:
+            values, vectors = principal_axes(sample)
+            values /= len(sample)
+            base = alpha**-0.5  # on every direction the rows do not span
+            P = (vectors * (1.0 / np.sqrt(values + alpha) - base)) @ vectors.T
+            P[np.diag_indices_from(P)] += base
+            return P.astype(np.float32)
+        values, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64) / len(sample))
+        scale = 1.0 / np.sqrt(np.maximum(values, 0.0) + alpha)
+        return ((vectors * scale) @ vectors.T).astype(np.float32)
 
 
 def _feature_scales(X: sp.csr_matrix, mean: np.ndarray, alpha: float) -> np.ndarray:
@@ -190,31 +194,37 @@ def _feature_scales(X: sp.csr_matrix, mean: np.ndarray, alpha: float) -> np.ndar
     return ((variances + alpha) ** -0.25).astype(np.float32)
 
 
-def _times(P: np.ndarray, M: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _times(P: np.ndarray, M: np.ndarray, threads: int, out: np.ndarray | None = None):
     """``P @ M`` for a whitener, row scaling for a diagonal one (into ``out`` if given)."""
-    return np.matmul(P, M, out=out) if P.ndim == 2 else np.multiply(P[:, None], M, out=out)
+    if P.ndim == 1:
+        return np.multiply(P[:, None], M, out=out)
+    return _stacked(_row_blocks(P), M, threads, out)
 
 
-def _squared_norm(M: np.ndarray, block: int = 1 << 16) -> float:
-    """``|M|²`` summed in float64, a block at a time: a float64 copy of the weights was one
-    of the larger costs of a loss evaluation."""
+def _squared_norm(M: np.ndarray) -> float:
+    """``|M|²`` summed in float64 (no float64 copy of the weights: it was one of the larger
+    costs of a loss evaluation), the same way on any number of threads (see lbfgs ``_dot``)."""
     flat = M.ravel()
-    return sum(
-        float(np.dot(part, part))
-        for part in (flat[i : i + block].astype(np.float64) for i in range(0, len(flat), block))
-    )
+    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
-class _SparseProducts:
-    """``X @ M`` and ``Xᵀ @ M`` for a CSR ``X``, each split in row blocks of about equal
-    non-zeros that are multiplied side by side: SciPy's sparse products run on one thread but
-    release the GIL (1.85 times faster on two cores). Each row of a product comes whole from
-    one block, so the result does not depend on the number of threads."""
+class _Products:
+    """``X @ M`` and ``Xᵀ @ M`` in row blocks multiplied side by side on ``threads`` threads,
+    each on one thread, so that a fit's numbers do not depend on the thread count (see
+    :func:`pinid.models.threads.one_thread`).
 
-    def __init__(self, X: sp.csr_matrix, threads: int) -> None:
+    Sparse ``X``: one block per thread, of about equal non-zeros (a row of a sparse product is
+    summed alike in any block; SciPy's sparse products use one thread and release the GIL:
+    1.85 times faster on two cores). Dense ``X``: blocks of :data:`DENSE_BLOCK` rows whatever
+    the thread count, since a dense product's rounding may depend on its shape."""
+
+    def __init__(self, X: np.ndarray | sp.csr_matrix, threads: int) -> None:
         self.threads = threads
-        self.blocks = _row_blocks(X, threads)
-        self.transposed = _row_blocks(X.T.tocsr(), threads)
+        if sp.issparse(X):
+            self.blocks = _equal_work(X, threads)
+            self.transposed = _equal_work(X.T.tocsr(), threads)
+        else:
+            self.blocks, self.transposed = _row_blocks(X), _row_blocks(X.T)
 
     def times(self, M: np.ndarray) -> np.ndarray:
         return _stacked(self.blocks, M, self.threads)
@@ -223,22 +233,27 @@ class _SparseProducts:
         return _stacked(self.transposed, M, self.threads)
 
 
-def _row_blocks(X: sp.csr_matrix, parts: int) -> list[sp.csr_matrix]:
-    if parts <= 1:
-        return [X]
+def _equal_work(X: sp.csr_matrix, parts: int) -> list[sp.csr_matrix]:
     cuts = np.searchsorted(X.indptr, np.linspace(0, X.nnz, parts + 1)[1:-1])
     bounds = np.unique(np.concatenate([[0], cuts, [X.shape[0]]]))
     return [X[a:b] for a, b in pairwise(bounds)]
 
 
-def _stacked(blocks: list[sp.csr_matrix], M: np.ndarray, threads: int) -> np.ndarray:
+def _row_blocks(X: np.ndarray) -> list[np.ndarray]:
+    return [X[start : start + DENSE_BLOCK] for start in range(0, len(X), DENSE_BLOCK)]
+
+
+def _stacked(blocks: list, M: np.ndarray, threads: int, out: np.ndarray | None = None):
+    """The blocks' products with ``M``, one below the other (into ``out`` if given)."""
     starts = np.cumsum([0] + [b.shape[0] for b in blocks])
-    out = np.empty((starts[-1], M.shape[1]), np.result_type(M.dtype, blocks[0].dtype))
+    if out is None:
+        out = np.empty((starts[-1], M.shape[1]), np.result_type(M.dtype, blocks[0].dtype))
 
     def one(i: int) -> None:
         out[starts[i] : starts[i + 1]] = blocks[i] @ M
 
-    side_by_side(one, range(len(blocks)), threads)
+    with one_thread():
+        side_by_side(one, range(len(blocks)), threads)
     return out
 
 

@@ -27,6 +27,15 @@ def blas_threads() -> int:
                default=1)  # fmt: skip
 
 
+def one_thread():
+    """A block in which BLAS uses one thread. A product's or a decomposition's rounding may
+    depend on BLAS's thread count (1e-11 for a covariance's eigenvectors), which a fit's
+    iterations then amplify (1e-6 in its weights); where a fit's numbers must not depend on
+    the machine (in process and on a one-thread cluster worker alike), they are made on one
+    thread, or in fixed blocks of one thread each, side by side."""
+    return blas().limit(limits=1)
+
+
 def side_by_side(function: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
     """``function`` of each item, on up to ``threads`` threads (in order, here, for one)."""
     if len(items) > 1 and threads > 1:
