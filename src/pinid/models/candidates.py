@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from pinid.models.gram import principal_axes
 from pinid.models.similarity import SPACES, make_space, row_norms, unit_in_place
-from pinid.models.threads import blas, blas_threads, one_thread, side_by_side
+from pinid.models.threads import blas_threads, one_thread, side_by_side
 
 SIMILARITY_STATS = ("max", "top3", "mean")
 SEARCH_SPACES = ("text", "char", "image")
@@ -129,9 +129,8 @@ class CandidateSearch:
 
         chunks = [slice(begin, min(begin + chunk, n)) for begin in range(0, n, chunk)]
         # chunks side by side, as many as BLAS may use threads, each product on one thread:
-        # many small products, which threads inside BLAS slow down (the limit is the
-        # process's for the pthreads OpenBLAS of NumPy's and SciPy's wheels)
-        with blas().limit(limits=1):
+        # many small products, which threads inside BLAS slow down
+        with one_thread():
             side_by_side(search_chunk, chunks, threads)
         return found
 

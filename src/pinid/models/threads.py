@@ -1,11 +1,12 @@
 """How many threads NumPy's BLAS may use, and work split across that many: the models' own
-parallel loops (sparse products, the candidate search) use as many threads as BLAS would, so
+parallel loops (a fit's products, the candidate search) use as many threads as BLAS would, so
 a limit set for BLAS (``OMP_NUM_THREADS``, threadpoolctl) limits them too."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from functools import cache
 from typing import TypeVar
 
@@ -16,24 +17,26 @@ R = TypeVar("R")
 
 
 @cache
-def blas() -> ThreadpoolController:
+def _blas() -> ThreadpoolController:
     """The BLAS libraries loaded, found once: finding them took longer than a pin's search."""
     return ThreadpoolController()
 
 
 def blas_threads() -> int:
     """Threads BLAS may use now (1 when none is loaded)."""
-    return max([lib["num_threads"] for lib in blas().info() if lib["user_api"] == "blas"],
+    return max([lib["num_threads"] for lib in _blas().info() if lib["user_api"] == "blas"],
                default=1)  # fmt: skip
 
 
-def one_thread():
-    """A block in which BLAS uses one thread. A product's or a decomposition's rounding may
-    depend on BLAS's thread count (1e-11 for a covariance's eigenvectors), which a fit's
-    iterations then amplify (1e-6 in its weights); where a fit's numbers must not depend on
-    the machine (in process and on a one-thread cluster worker alike), they are made on one
-    thread, or in fixed blocks of one thread each, side by side."""
-    return blas().limit(limits=1)
+def one_thread() -> AbstractContextManager:
+    """A block in which BLAS uses one thread (the process's limit, for the pthreads OpenBLAS
+    of NumPy's and SciPy's wheels). For many small products side by side, which BLAS's own
+    threads slow down; and where numbers must not depend on the thread count: a product's or a
+    decomposition's rounding may (1e-11 for a covariance's eigenvectors), which a fit's
+    iterations amplify (4e-6 in its weights), so a fit on a one-thread cluster worker would
+    differ from the in-process one. Those numbers are made on one thread, or in fixed blocks
+    of one thread each, side by side."""
+    return _blas().limit(limits=1)
 
 
 def side_by_side(function: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
