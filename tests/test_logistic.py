@@ -142,12 +142,22 @@ def test_the_products_do_not_depend_on_the_threads(sparse):
     np.testing.assert_allclose(one.transposed_times(Z), X.T @ Z, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("features", "n"), [(_bag_of_words, 400), (_anisotropic, 900),
-                                             (_anisotropic, 24)])  # fmt: skip
-def test_a_fit_does_not_depend_on_the_blas_threads(features, n):
+def _wide(n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense features wide enough that BLAS threads their products and decompositions."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, classes, n)
+    return rng.gamma(1.0, 1.0, (classes, 400))[y] + rng.gamma(1.0, 1.0, (n, 400)), y
+
+
+@pytest.mark.parametrize(
+    ("features", "n", "classes"), [(_bag_of_words, 400, 4), (_wide, 2000, 20), (_wide, 300, 20)]
+)
+def test_a_fit_does_not_depend_on_the_blas_threads(features, n, classes):
+    """Also for dense features whose whitening and products BLAS runs on several threads
+    (more and fewer pins than features: covariance and Gram whitening)."""
     from threadpoolctl import threadpool_limits
 
-    X, y = features(n, 4)
+    X, y = features(n, classes)
     with threadpool_limits(1):
         alone = PreconditionedLogisticRegression(C=10.0).fit(X, y)
     with threadpool_limits(3):

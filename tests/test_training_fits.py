@@ -125,10 +125,45 @@ def test_the_C_searchs_fits_serve_as_the_fold_when_its_validation_pins_suffice(p
     task = (spec, spec.classes_, seen, unseen, k)
     fold_features, fold_truth = final_model._fold_candidates(task, X, y)
     np.testing.assert_array_equal(features, fold_features.reshape(-1, features.shape[1]))
-    assert (truth >= 0).sum() == (fold_truth >= 0).sum() > 0
+    usable = np.stack([(t | i)[unseen] for t, i in final_model._variants(X)])
+    np.testing.assert_array_equal(truth, np.where(usable, fold_truth, -1).ravel())
+    assert (truth >= 0).any()
 
     eager = Eager()
     spec.fit(X, y, fits=eager, held_out=held_out)
     assert eager.handed == []
+    assert held_out.models == {}  # handed over: not held beside the final views
     spec.set_params(rerank_pins=len(unseen) + 1).fit(X, y, fits=eager, held_out=held_out)
     assert len(eager.handed) >= 1  # the folds, fitted
+
+
+@pytest.mark.slow
+def test_fit_identifier_hands_the_C_search_to_the_model_as_its_fold(sample_corpus, monkeypatch):
+    """Through pinid.train's path: the search's training and validation pins found among the
+    fitted ones, its models used as the fold (no fold fitted), and a C that is not the
+    search's refused."""
+    from functools import partial
+
+    from pinid.data import make_split
+    from pinid.models import training
+
+    data = prepare(load_dataset(sample_corpus), ImageFeatureExtractor(progress=False))
+    split = make_split(data.dataset, 0)
+    train_ids, val_ids = split.ids("train"), split.ids("val")
+    every_pin = {p.pin_id for p in data.dataset.pins}
+    tuned = tune_C(data.part(train_ids), data.part(val_ids))
+    monkeypatch.setattr(training, "FinalModel", partial(FinalModel, rerank_pins=1))
+
+    def no_folds(*args, **kwargs):
+        raise AssertionError("a fold was fitted")
+
+    monkeypatch.setattr(FinalModel, "_out_of_fold", no_folds)
+    with pytest.raises(ValueError, match="C search"):
+        training.fit_identifier(data, every_pin, {**tuned.C, "text": -1.0},
+                                tuned=(tuned, train_ids, val_ids))  # fmt: skip
+    model, _ = training.fit_identifier(data, every_pin, tuned.C, tuned=(tuned, train_ids, val_ids))
+    assert tuned.models == {}
+    assert model.reranker_ is not None and np.isfinite(model.temperature_)
+    with pytest.raises(ValueError, match="apart and among"):
+        training.fit_identifier(data, train_ids, tuned.C, tuned=(tune_C(data.part(train_ids),
+                                data.part(val_ids)), train_ids, val_ids))  # fmt: skip

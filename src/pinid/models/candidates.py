@@ -282,7 +282,7 @@ def principal_directions(vectors: np.ndarray, dim: int) -> np.ndarray | None:
     sample = vectors[:: max(1, len(vectors) // COVARIANCE_ROWS)]
     if len(sample) < vectors.shape[1]:
         return np.ascontiguousarray(principal_axes(sample)[1][:, :dim], dtype=np.float32)
-    with one_thread():  # the same directions on any machine (see pinid.models.threads)
+    with one_thread():  # the same directions on any thread count (pinid.models.threads)
         _, directions = np.linalg.eigh(_second_moment(sample))
     return np.ascontiguousarray(directions[:, ::-1][:, :dim], dtype=np.float32)
 

@@ -220,9 +220,11 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         held_out: HeldOut | None = None,
     ) -> FinalModel:
         """Fit on ``X``; ``fits`` says where the cross-fitting folds are fitted (default: this
-        process, one after another); ``held_out``, views already fitted on some of ``X`` that
-        may serve as the fold (see :class:`HeldOut`). Neither is a parameter: where the fits
-        run does not change the model, and ``held_out`` is data."""
+        process, one after another; it does not change the model); ``held_out``, views already
+        fitted on some of ``X`` that serve as the fold when their unseen pins suffice (see
+        :class:`HeldOut`): the re-ranker then learns from those pins. ``held_out``'s models
+        are let go (its dict emptied) once the fold is scored, so that they are not held beside
+        the final views."""
         y = np.asarray(y)
         self.classes_ = np.unique(y)  # as the views' (PaperModel.classes_)
         # the folds' views before the final ones, so that the two are never held together
@@ -230,6 +232,8 @@ class FinalModel(ClassifierMixin, BaseEstimator):
             features, truth, fold, k = self._held_out(X, y, held_out)
         else:
             features, truth, fold, k = self._out_of_fold(X, y, fits or InProcess())
+        if held_out is not None:
+            held_out.models.clear()
         self.views_ = self._fit_views(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)
         self.temperature_ = self._fit_temperature(features, truth, fold, k)

@@ -112,7 +112,8 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
             W *= penalty
             gradient_W += W
             largest = max(gradient_W.max(), -gradient_W.min(), np.abs(column_sums).max())
-            sger(-1.0, column_sums, mean32, a=gradient_W.T, overwrite_a=True)  # -= outer
+            # -= outer(mean, column sums), in place
+            gradient_W = sger(-1.0, column_sums, mean32, a=gradient_W.T, overwrite_a=True).T
             gradient = np.empty(d * k + k, np.float32)
             _times(P, gradient_W, threads, out=gradient[: d * k].reshape(d, k))
             gradient[d * k :] = column_sums
@@ -169,7 +170,7 @@ def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
     covariance takes 1.1 s, most of a small model's fit.
     """
     sample = X[:: max(1, len(X) // COVARIANCE_ROWS)] - mean
-    with one_thread():  # the same whitener on any machine (see pinid.models.threads)
+    with one_thread():  # the same whitener on any thread count (see pinid.models.threads)
         if len(sample) < X.shape[1]:
             values, vectors = principal_axes(sample)
             values /= len(sample)

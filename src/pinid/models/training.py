@@ -25,15 +25,22 @@ def fit_identifier(
     ``fits``: where the cross-fitting folds are fitted (default: this process). ``tuned``: the
     C search that chose ``C``, with its training and validation pins (among ``pin_ids``): its
     fits at the chosen Cs serve as the fold when the validation pins are enough
-    (:class:`pinid.models.final_model.HeldOut`)."""
+    (:class:`pinid.models.final_model.HeldOut`); its models are handed over (emptied)."""
     rows = data.rows(pin_ids)
     X, y = data.features.take(rows), data.labels()[rows]
     held_out = None
     if tuned is not None:
         search, *parts = tuned
+        if search.C != C:
+            raise ValueError(f"C {C} is not the C search's {search.C}")
         position = {pin: i for i, pin in enumerate(data.dataset.pins[r].pin_id for r in rows)}
-        fitted_on, unseen = (np.array(sorted(position[p] for p in ids if p in position), dtype=int)
-                             for ids in parts)  # fmt: skip
+        known = {p.pin_id for p in data.dataset.pins}
+        train_ids, val_ids = (set(ids) & known for ids in parts)  # as data.part takes them
+        if not (train_ids | val_ids) <= position.keys() or train_ids & val_ids:
+            raise ValueError("the C search's training and validation pins must be apart and "
+                             "among the pins fitted")  # fmt: skip
+        fitted_on, unseen = (np.array(sorted(position[p] for p in ids), dtype=int)
+                             for ids in (train_ids, val_ids))  # fmt: skip
         held_out = HeldOut(search.models, fitted_on, unseen)
     model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
