@@ -154,7 +154,6 @@ def pinid_default(corpus) -> dict:
                                  tuned=(tuned, train_ids, val_ids))  # fmt: skip
     model = Model(final, pins, extractor={})  # image features are given: no CNN
     train_s = time.perf_counter() - started
-    del tuned  # as pinid.train lets go of the C search's models once the model is fitted
     test_X, test_y = data.part(split.ids("test"))
     started = time.perf_counter()
     answers = model.identify_features(test_X.texts, test_X.images, test_X.has_image)

@@ -62,8 +62,9 @@ class PaperModel(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: PinFeatures, y: Sequence[str]) -> PaperModel:
         _require_images(X)
-        text_model = fit_model(make_text_model(self.C_text), list(X.texts), np.asarray(y))
-        image_model = fit_model(make_image_model(self.C_image), X.images, np.asarray(y))
+        y = np.asarray(y)
+        text_model = fit_model(make_text_model(self.C_text), list(X.texts), y)
+        image_model = fit_model(make_image_model(self.C_image), X.images, y)
         return self.with_models(text_model, image_model, X, y)
 
     def with_models(

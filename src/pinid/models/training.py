@@ -33,15 +33,14 @@ def fit_identifier(
         search, *parts = tuned
         if search.C != C:
             raise ValueError(f"C {C} is not the C search's {search.C}")
-        position = {pin: i for i, pin in enumerate(data.dataset.pins[r].pin_id for r in rows)}
-        known = {p.pin_id for p in data.dataset.pins}
-        train_ids, val_ids = (set(ids) & known for ids in parts)  # as data.part takes them
-        if not (train_ids | val_ids) <= position.keys() or train_ids & val_ids:
+        fitted_on, unseen = (data.rows(ids) for ids in parts)  # as data.part takes them
+        searched = np.concatenate([fitted_on, unseen])
+        if not np.isin(searched, rows).all() or len(np.unique(searched)) < len(searched):
             raise ValueError("the C search's training and validation pins must be apart and "
                              "among the pins fitted")  # fmt: skip
-        fitted_on, unseen = (np.array(sorted(position[p] for p in ids), dtype=int)
-                             for ids in (train_ids, val_ids))  # fmt: skip
-        held_out = HeldOut(search.models, fitted_on, unseen)
+        # rows of X (the dataset's rows ``rows``, in order)
+        held_out = HeldOut(search.models, np.searchsorted(rows, fitted_on),
+                           np.searchsorted(rows, unseen))  # fmt: skip
     model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
     ).fit(X, y, fits=fits, held_out=held_out)
