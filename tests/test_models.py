@@ -214,13 +214,18 @@ def _unit(block):
         "image", None, block)[0]  # fmt: skip
 
 
+@pytest.mark.parametrize("common", [None, 3])
 @pytest.mark.parametrize("space", ["joint", "text", "image"])
-def test_candidate_search_matches_a_brute_force(space):
+def test_candidate_search_matches_a_brute_force(space, common, monkeypatch):
+    from pinid.models import candidates
     from pinid.models.candidates import CandidateSearch
 
+    if common is not None:  # most terms rare: compared through their postings, not densely
+        monkeypatch.setattr(candidates, "MAX_COMMON", common)
     words, chars, images, y, queries = _search_corpus(dim=8)  # exact: narrower than projected
     candidates = np.array([[3, 0, 1], [1, 2, 3], [0, 1, 2]] * 2)
     search = CandidateSearch(words, chars, images, y, 4, evidence_space=space)
+    assert all(t.n_common == (common or t.n_common) for t in search.terms)
     found = search.search(*queries, candidates, evidence=True, chunk=4)
     cosines = [cosine([_unit(q)], [_unit(t)]) for q, t in zip(queries, (words, chars, images),
                                                              strict=True)]  # fmt: skip

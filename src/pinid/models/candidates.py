@@ -7,18 +7,17 @@ probability and rank, how similar the pin is to the candidate's training pins in
 (the best, the mean of the best three, the mean of all), and how many pins the candidate has.
 
 A pin is compared only with its candidates' training pins, in the three spaces at once (the
-statistics and the evidence from one pass over those similarities), but for the terms few
-training pins use, whose one sparse product per batch finds every training pin sharing one of
-them and keeps those of the candidates. The image space is compared in at most
-:data:`PROJECTED_DIM` principal directions (the training pins'): the exact comparison over
-every candidate's pins in 1280 dimensions capped answers near 6,500 pins/s on two cores. The
-re-ranker learns from the same statistics it is given, and the evidence's similarity is exact.
+statistics and the evidence from one pass over those similarities); on the terms few training
+pins use, only with the candidates' pins that share one, found in the terms' postings by user.
+The image space is compared in at most :data:`PROJECTED_DIM` principal directions (the
+training pins'): the exact comparison over every candidate's pins in 1280 dimensions capped
+answers near 6,500 pins/s on two cores. The re-ranker learns from the same statistics it is
+given, and the evidence's similarity is exact.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,9 +35,8 @@ fewer when the pins span fewer."""
 COMMON_SHARE, MAX_COMMON = 0.01, 512
 """Text terms compared densely: those of more than 1% of the training pins, at most 512."""
 CHUNK_SIMILARITIES = 1 << 22
-"""Per chunk of pins: at most this many similarities of a space (16 MB in float32) and slots;
-as many chunks at once as BLAS may use threads. The rare terms' products are not counted: at
-the paper's scale they held 3,800 non-zeros a pin, against 6,000 similarities a space."""
+"""Per chunk of pins: at most this many similarities of a space (16 MB in float32); as many
+chunks at once as BLAS may use threads."""
 MIN_SPLIT = 256  # pins: a smaller batch is one chunk, not one per thread
 DOTS_BLOCK = 4096  # pairs whose exact image similarity is computed at once
 COVARIANCE_ROWS = 16_384  # about (at most twice); principal directions need not be exact
@@ -89,11 +87,11 @@ class CandidateSearch:
         self.basis = principal_directions(self.images, PROJECTED_DIM)
         self.terms = [_Terms(b) for b in (words, chars)]
         self.counts = counts
-        self.user_of = np.repeat(np.arange(n_classes), counts)  # of each training pin, in order
-        self.position = np.arange(len(y)) - self.bounds[self.user_of]  # among its user's pins
+        user_of = np.repeat(np.arange(n_classes), counts)  # of each training pin, in order
         spaces = self._split(words, chars, self.images)
         self.dense = [dense for dense, _ in spaces]  # rows grouped by user
-        self.rare = [None if rare is None else rare.T.tocsr() for _, rare in spaces]  # terms x pins
+        self.rare = [None if rare is None else _Postings(rare, user_of, self.bounds)
+                     for _, rare in spaces]  # fmt: skip
 
     def _split(self, words, chars, images) -> list[tuple[np.ndarray, sp.csr_matrix | None]]:
         """Each space as the search compares it: the text spaces' common terms dense and the
@@ -115,8 +113,7 @@ class CandidateSearch:
         n, k = candidates.shape
         found = Found(np.zeros((n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
                       np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
-        # what a pin holds: its pairs' similarities in a space, and its row of slots
-        per_pin = self.counts[candidates].sum(axis=1) + len(self.counts)
+        per_pin = self.counts[candidates].sum(axis=1)  # its pairs' similarities in a space
         threads = blas_threads()
         chunk = min(chunk, CHUNK_SIMILARITIES // int(per_pin.max(initial=1)))
         chunk = max(1, min(chunk, max(MIN_SPLIT, -(-n // threads))))
@@ -142,7 +139,7 @@ class CandidateSearch:
         # pins are a segment of one buffer per space
         by_user = np.argsort(candidates.ravel(), kind="stable")
         pairs = _Pairs(candidates.ravel()[by_user], by_user // k, self.counts)
-        S = [pairs.similarities(query, dense, rare, self.bounds, self.user_of, self.position)
+        S = [pairs.similarities(query, dense, rare, self.bounds)
              for query, dense, rare in zip(self._split(words, chars, images), self.dense,
                                            self.rare, strict=True)]  # fmt: skip
         stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
@@ -209,29 +206,61 @@ class _Pairs:
         self.groups = [(int(u), slice(int(b), int(e)), slice(int(self.start[b]), int(t)))
                        for u, b, e, t in zip(present, first, ends, stops, strict=True)]  # fmt: skip
 
-    @cached_property
-    def slot(self) -> np.ndarray:
-        """(pins, users): where each pair is among the sorted pairs, -1 for other users."""
-        slot = np.full((self.pin.max() + 1, len(self.counts)), -1, np.int32)
-        slot[self.pin, self.user] = np.arange(len(self.user))
-        return slot
-
-    def similarities(self, query: tuple, dense: np.ndarray, rare_terms, bounds, user_of, position):
+    def similarities(self, query: tuple, dense: np.ndarray, rare: _Postings | None, bounds):
         """Every pair's dot products with its user's pins in a split space (see ``_split``):
-        the dense part one product per user, the rare terms' one sparse product for all."""
+        the dense part one product per user, the rare terms' from their postings."""
         query_dense, query_rare = query
         out = np.empty(self.size, np.float32)
         for user, group, segments in self.groups:
             block = out[segments].reshape(group.stop - group.start, -1)
             np.matmul(query_dense[self.pin[group]], dense[bounds[user] : bounds[user + 1]].T,
                       out=block)  # fmt: skip
-        if query_rare is not None:
-            shared = query_rare @ rare_terms  # (pins, training pins): few non-zeros
-            pins = np.repeat(np.arange(len(query_dense)), np.diff(shared.indptr))
-            at = self.slot[pins, user_of[shared.indices]]
-            hit = at >= 0  # the training pin's user is a candidate of the query pin
-            out[self.start[at[hit]] + position[shared.indices[hit]]] += shared.data[hit]
+        if rare is not None:
+            rare.add_to(out, query_rare, self)
         return out
+
+
+class _Postings:
+    """A split space's rare terms in the training pins, as postings grouped by user and term:
+    a pair (pin, candidate) finds, by one binary search per term of the pin, the candidate's
+    pins that use it. The product of the pins' rare terms with every training pin kept only
+    its candidates' tenth of the non-zeros and was most of the search's time."""
+
+    def __init__(self, rare: sp.csr_matrix, user_of: np.ndarray, bounds: np.ndarray) -> None:
+        """``rare``: the training pins' rare terms, rows grouped by user (``user_of``)."""
+        rare = sp.csr_matrix(rare)
+        self.n_terms = rare.shape[1]
+        pin = np.repeat(np.arange(rare.shape[0]), np.diff(rare.indptr))
+        key = user_of[pin].astype(np.int64) * self.n_terms + rare.indices
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
+        self.keys = key[first]  # (user, term) of each group, sorted
+        self.starts = np.append(first, len(key))  # each group's postings
+        self.position = (pin - bounds[user_of[pin]]).astype(np.int32)[order]  # among its user's
+        self.weight = rare.data.astype(np.float32)[order]
+
+    def add_to(self, out: np.ndarray, query: sp.csr_matrix, pairs: _Pairs) -> None:
+        """Add to ``out`` (the pairs' segments) each pair's dot products on the rare terms."""
+        counts = np.diff(query.indptr)[pairs.pin]
+        entry = _ranges(query.indptr[pairs.pin], counts)  # each pair's pin's terms
+        pair = np.repeat(np.arange(len(pairs.pin)), counts)
+        # the pairs are sorted by user: the keys sought are nearly in order
+        key = pairs.user[pair].astype(np.int64) * self.n_terms + query.indices[entry]
+        group = np.minimum(np.searchsorted(self.keys, key), max(len(self.keys) - 1, 0))
+        shared = self.keys[group] == key if len(self.keys) else np.zeros(len(key), bool)
+        pair, entry, group = pair[shared], entry[shared], group[shared]
+        lengths = self.starts[group + 1] - self.starts[group]
+        posting = _ranges(self.starts[group], lengths)
+        weight = np.repeat(query.data[entry].astype(np.float32), lengths) * self.weight[posting]
+        # a training pin sharing several terms with a pin is one slot added to several times
+        np.add.at(out, pairs.start[np.repeat(pair, lengths)] + self.position[posting], weight)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``starts[i], starts[i] + 1, ..., starts[i] + lengths[i] - 1`` for each i, concatenated."""
+    ends = np.cumsum(lengths)
+    return np.arange(ends[-1] if len(ends) else 0) + np.repeat(starts - ends + lengths, lengths)
 
 
 class _Terms:
