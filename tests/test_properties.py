@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 from PIL import Image
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -104,6 +104,7 @@ _prefix = st.sampled_from(["", "PNG", "JPEG", "GIF", "WEBP", "SVG", "HEIF", "AVI
 
 @QUICK
 @given(prefix=_prefix, cut=st.integers(0, 400), tail=st.binary(max_size=400))
+@example(prefix=_signature_of("AVIF"), cut=304, tail=b"\xff" * 20)  # a damaged AVIF frame
 def test_any_image_bytes_decode_to_rgb_or_raise_unreadable(prefix, cut, tail):
     data = prefix[: cut or len(prefix)] + tail
     try:

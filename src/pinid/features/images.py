@@ -116,8 +116,9 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
                 "not an image in an accepted format (JPEG, PNG, WebP, GIF, HEIC, AVIF, SVG)",
                 "format",
             ) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            # one line: libheif's messages end in a line break
+        except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
+            # RuntimeError: Pillow's AVIF decoder on damaged frames; one line: libheif's
+            # messages end in a line break
             raise UnreadableImage(f"corrupt or truncated ({' '.join(str(exc).split())})") from None
 
 
