@@ -389,3 +389,16 @@ def test_many_users_still_get_fitted_views():
         assert fitted[-1].n_iter_[0] > 5
         # 0.43 for the dense fit; without the cap it stops after 1 iteration at 0.30
         assert np.mean(fitted.predict(X_test) == y_test) > 0.4
+
+
+def test_ranks_of_candidates_are_their_places_in_a_stable_sort_of_the_row():
+    from pinid.models.candidates import ranks_of
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, (40, 25)).astype(float)  # many ties: the first user first
+    users = np.argsort(rng.random((40, 25)), axis=1)[:, :6]
+    order = np.argsort(-scores, axis=1, kind="stable")
+    places = np.argsort(order, axis=1)  # each user's place in its row's order
+    expected = np.take_along_axis(places, users, axis=1)
+    np.testing.assert_array_equal(ranks_of(scores, users), expected)
+    np.testing.assert_array_equal(ranks_of(scores, users, block=60), expected)  # 2 rows a block

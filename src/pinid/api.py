@@ -234,11 +234,14 @@ class Model:
             encoded = self.final.views_.encode(X)
             X.has_text = given & encoded.knows_text()
             usable = np.flatnonzero(X.has_text | X.has_image)
-            ranked = (
-                self._candidates(self.final.rank(X.take(usable), encoded.take(usable)), top)
-                if usable.size
-                else []
-            )
+            ranked = []
+            if usable.size:  # every pin usable: ranked without a copy of their vectors
+                pins = (
+                    (X, encoded)
+                    if usable.size == len(X)
+                    else (X.take(usable), encoded.take(usable))
+                )
+                ranked = self._candidates(self.final.rank(*pins), top)
             answers, position = [], dict(zip(usable.tolist(), range(len(usable)), strict=True))
             for row in range(len(X)):
                 has_text, has_image = bool(X.has_text[row]), bool(X.has_image[row])

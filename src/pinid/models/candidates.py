@@ -34,10 +34,11 @@ training pins' principal directions (measured against the exact search: docs/per
 fewer when the pins span fewer."""
 COMMON_SHARE, MAX_COMMON = 0.01, 512
 """Text terms compared densely: those of more than 1% of the training pins, at most 512."""
-CHUNK_SIMILARITIES = 1 << 22
-"""Per chunk of pins: at most this many similarities of a space (16 MB in float32); as many
-chunks at once as BLAS may use threads."""
-MIN_SPLIT = 256  # pins: a smaller batch is one chunk, not one per thread
+PIN_CHUNK = 4096
+"""Pins searched at once: their pairs' rare-term products are found together."""
+ITEM_SIMILARITIES = 1 << 21
+"""Similarities of a space that one user's pairs compare at once (8 MB in float32); as many
+of those at once as BLAS may use threads."""
 DOTS_BLOCK = 4096  # pairs whose exact image similarity is computed at once
 COVARIANCE_ROWS = 16_384  # about (at most twice); principal directions need not be exact
 _EPS = 1e-12
@@ -103,75 +104,71 @@ class CandidateSearch:
 
     def search(
         self, words, chars, images: np.ndarray, candidates: np.ndarray, evidence: bool = False,
-        chunk: int = 4096,
+        chunk: int = PIN_CHUNK,
     ) -> Found:  # fmt: skip
         """Each pin's statistics per candidate (n, k) and space; with ``evidence``, also each
         candidate's training pin most similar to it. Queries are vectors as the training
         pins' (zero rows where a modality is not used); a row of ``candidates`` names distinct
-        users. At most ``chunk`` of them are compared at once (see
-        :data:`CHUNK_SIMILARITIES`)."""
+        users. At most ``chunk`` pins are compared at once."""
         n, k = candidates.shape
         found = Found(np.zeros((n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
                       np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
-        per_pin = self.counts[candidates].sum(axis=1)  # its pairs' similarities in a space
-        threads = blas_threads()
-        chunk = min(chunk, CHUNK_SIMILARITIES // int(per_pin.max(initial=1)))
-        chunk = max(1, min(chunk, max(MIN_SPLIT, -(-n // threads))))
-
-        def search_chunk(rows: slice) -> None:
+        for begin in range(0, n, chunk):
+            rows = slice(begin, min(begin + chunk, n))
             queries = [make_space("text", words[rows], None)[0],
                        make_space("text", chars[rows], None)[0],
                        make_space("image", None, images[rows])[0]]  # fmt: skip
             self._search_chunk(queries, candidates[rows], evidence, found, rows)
-
-        chunks = [slice(begin, min(begin + chunk, n)) for begin in range(0, n, chunk)]
-        # chunks side by side, as many as BLAS may use threads, each product on one thread:
-        # many small products, which threads inside BLAS slow down
-        with one_thread():
-            side_by_side(search_chunk, chunks, threads)
         return found
 
     def _search_chunk(self, queries: list, candidates, evidence: bool, found: Found, rows):
         n, k = candidates.shape
         words, chars, images = queries
         use_text, use_image = self._evidence_modalities(words, images)
-        # the pairs (pin, candidate) grouped by user; each pair's similarities to its user's
-        # pins are a segment of one buffer per space
-        by_user = np.argsort(candidates.ravel(), kind="stable")
-        pairs = _Pairs(candidates.ravel()[by_user], by_user // k, self.counts)
-        S = [pairs.similarities(query, dense, rare, self.bounds)
-             for query, dense, rare in zip(self._split(words, chars, images), self.dense,
-                                           self.rare, strict=True)]  # fmt: skip
-        stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
         both = use_text & use_image
-        chosen = np.zeros(len(by_user), np.int64)  # per sorted pair: its evidence, users' order
-        for user, group, segments in pairs.groups:  # a user's segments are equally long
-            mine = pairs.pin[group]
-            blocks = np.stack([similarity[segments] for similarity in S]).reshape(
-                len(S), len(mine), -1
-            )
+        by_user = np.argsort(candidates.ravel(), kind="stable")  # the pairs grouped by user
+        pairs = _Pairs(candidates.ravel()[by_user], by_user // k)
+        split = self._split(words, chars, images)
+        stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
+        chosen = np.zeros(n * k, np.int64)  # per sorted pair: its evidence, in users' order
+        parts = np.zeros((2, n * k))  # and the evidence's text and image similarities
+
+        def compare(item: tuple[int, slice]) -> None:
+            """Some of a user's pairs: their similarities to its pins in every space, then
+            what is kept of them."""
+            user, group = item
+            mine, a, b = pairs.pin[group], self.bounds[user], self.bounds[user + 1]
+            blocks = np.empty((len(split), len(mine), b - a), np.float32)
+            for block, (query, query_rare), dense, rare in zip(blocks, split, self.dense,
+                                                               self.rare, strict=True):  # fmt: skip
+                np.matmul(query[mine], dense[a:b].T, out=block)
+                if rare is not None:
+                    rare.add_to(block, query_rare, mine, user)
             stats[by_user[group]] = _statistics(blocks).transpose(1, 0, 2)
             if evidence:  # the pin most similar in the evidence space, the first of equals
-                a, b = self.bounds[user], self.bounds[user + 1]
                 score = blocks[0] * use_text[mine, None] + blocks[2] * use_image[mine, None]
                 score[both[mine]] *= self.joint_scale[a:b]  # the training pins' joint norm
-                chosen[group] = a + score.argmax(axis=1)
+                best = score.argmax(axis=1)
+                chosen[group] = a + best
+                parts[0, group] = blocks[0][np.arange(len(mine)), best]  # exact: unprojected
+                parts[1, group] = np.einsum("ij,ij->i", images[mine], self.images[a + best])
+
+        # the items side by side, as many as BLAS may use threads, each product on one
+        # thread: many small products, which threads inside BLAS slow down
+        threads = blas_threads()  # outside one_thread, which it would read
+        with one_thread():
+            side_by_side(compare, pairs.items(self.counts), threads)
         found.stats[rows] = stats.reshape(n, k, *stats.shape[1:])
         if evidence:
-            self._evidence(pairs, S[0], images, chosen, use_text, use_image, found, rows, by_user)
+            self._evidence(pairs, chosen, parts, use_text, use_image, found, rows, by_user)
 
-    def _evidence(self, pairs, text, images, best, use_text, use_image, found, rows, by_user):
-        """The similarity of each pair's evidence (``best``), exact: the text part from the
-        search, the image part in full dimensions."""
+    def _evidence(self, pairs, best, parts, use_text, use_image, found, rows, by_user):
+        """Each pair's evidence (``best``) and its similarity from its text and image parts
+        (``parts``: the evidence space's, exact; the image part in full dimensions)."""
         mine = pairs.pin
-        text_part = text[pairs.start + best - self.bounds[pairs.user]].astype(np.float64)
-        image_part = np.zeros(len(best))
-        for block in range(0, len(best), DOTS_BLOCK):
-            at = slice(block, block + DOTS_BLOCK)
-            image_part[at] = np.einsum("ij,ij->i", images[mine[at]], self.images[best[at]])
         both = (use_text & use_image)[mine]
         scale = np.where(both, np.sqrt(0.5), 1.0) * np.where(both, self.joint_scale[best], 1.0)
-        similarity = scale * (text_part * use_text[mine] + image_part * use_image[mine])
+        similarity = scale * (parts[0] * use_text[mine] + parts[1] * use_image[mine])
         pin_major = np.argsort(by_user)  # the sorted pairs back in the pins' order
         k = found.evidence.shape[1]
         found.evidence[rows] = self.order[best[pin_major]].reshape(-1, k)
@@ -188,36 +185,24 @@ class CandidateSearch:
 
 
 class _Pairs:
-    """Pairs (pin, candidate user) sorted by user, and where each pair's similarities to the
-    user's training pins lie in a flat buffer: one segment per pair, the user's pins in order.
-    One buffer per space replaces a sparse product per user and space, whose fixed cost was
-    most of a single pin's answer."""
+    """Pairs (pin, candidate user) sorted by user, then pin."""
 
-    def __init__(self, user: np.ndarray, pin: np.ndarray, counts: np.ndarray) -> None:
-        self.user, self.pin, self.counts = user, pin, counts  # sorted by user, then pin
-        self.width = counts[user]
-        self.start = np.concatenate([[0], np.cumsum(self.width)[:-1]]).astype(np.int64)
-        self.size = int(self.width.sum())
-        present, first = np.unique(user, return_index=True)
-        ends = np.append(first[1:], len(user))
-        stops = self.start[ends - 1] + self.width[ends - 1]
-        # per user: the user, its pairs (a slice of the sorted pairs) and their segments (a
-        # slice of the buffer, the pairs' segments one after another)
-        self.groups = [(int(u), slice(int(b), int(e)), slice(int(self.start[b]), int(t)))
-                       for u, b, e, t in zip(present, first, ends, stops, strict=True)]  # fmt: skip
+    def __init__(self, user: np.ndarray, pin: np.ndarray) -> None:
+        self.user, self.pin = user, pin
 
-    def similarities(self, query: tuple, dense: np.ndarray, rare: _Postings | None, bounds):
-        """Every pair's dot products with its user's pins in a split space (see ``_split``):
-        the dense part one product per user, the rare terms' from their postings."""
-        query_dense, query_rare = query
-        out = np.empty(self.size, np.float32)
-        for user, group, segments in self.groups:
-            block = out[segments].reshape(group.stop - group.start, -1)
-            np.matmul(query_dense[self.pin[group]], dense[bounds[user] : bounds[user + 1]].T,
-                      out=block)  # fmt: skip
-        if rare is not None:
-            rare.add_to(out, query_rare, self)
-        return out
+    def items(self, counts: np.ndarray) -> list[tuple[int, slice]]:
+        """The pairs as ``(user, slice of pairs)``, a user's cut so that an item holds at most
+        :data:`ITEM_SIMILARITIES` similarities a space: the fewer the items, the fewer
+        products, each of which copies the user's pins (a product per user and chunk of a few
+        hundred pins was a third of the search's time)."""
+        present, first = np.unique(self.user, return_index=True)
+        ends = np.append(first[1:], len(self.user))
+        items = []
+        for user, begin, end in zip(present.tolist(), first.tolist(), ends.tolist(),
+                                    strict=True):  # fmt: skip
+            step = max(1, ITEM_SIMILARITIES // max(int(counts[user]), 1))
+            items.extend((user, slice(b, min(b + step, end))) for b in range(begin, end, step))
+        return items
 
 
 class _Postings:
@@ -236,25 +221,27 @@ class _Postings:
         key = key[order]
         first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
         self.keys = key[first]  # (user, term) of each group, sorted
+        self.of_user = np.searchsorted(self.keys, np.arange(len(bounds)) * self.n_terms)
         self.starts = np.append(first, len(key))  # each group's postings
         self.position = (pin - bounds[user_of[pin]]).astype(np.int32)[order]  # among its user's
         self.weight = rare.data.astype(np.float32)[order]
 
-    def add_to(self, out: np.ndarray, query: sp.csr_matrix, pairs: _Pairs) -> None:
-        """Add to ``out`` (the pairs' segments) each pair's dot products on the rare terms."""
-        counts = np.diff(query.indptr)[pairs.pin]
-        entry = _ranges(query.indptr[pairs.pin], counts)  # each pair's pin's terms
-        pair = np.repeat(np.arange(len(pairs.pin)), counts)
-        # the pairs are sorted by user: the keys sought are nearly in order
-        key = pairs.user[pair].astype(np.int64) * self.n_terms + query.indices[entry]
-        group = np.minimum(np.searchsorted(self.keys, key), max(len(self.keys) - 1, 0))
-        shared = self.keys[group] == key if len(self.keys) else np.zeros(len(key), bool)
-        pair, entry, group = pair[shared], entry[shared], group[shared]
+    def add_to(self, block: np.ndarray, query: sp.csr_matrix, pins: np.ndarray, user: int):
+        """Add to ``block`` (pins x the user's pins) the products of the ``query`` rows
+        ``pins`` with the user's pins on the rare terms."""
+        lo, hi = self.of_user[user], self.of_user[user + 1]  # the user's (term) groups
+        counts = np.diff(query.indptr)[pins]
+        entry = _ranges(query.indptr[pins], counts)  # each pin's terms
+        key = user * self.n_terms + query.indices[entry]
+        group = lo + np.minimum(np.searchsorted(self.keys[lo:hi], key), max(hi - lo - 1, 0))
+        shared = self.keys[group] == key if hi > lo else np.zeros(len(key), bool)
+        row = np.repeat(np.arange(len(pins)), counts)[shared]
+        entry, group = entry[shared], group[shared]
         lengths = self.starts[group + 1] - self.starts[group]
         posting = _ranges(self.starts[group], lengths)
+        at = np.repeat(row * block.shape[1], lengths) + self.position[posting]
         weight = np.repeat(query.data[entry].astype(np.float32), lengths) * self.weight[posting]
-        # a training pin sharing several terms with a pin is one slot added to several times
-        np.add.at(out, pairs.start[np.repeat(pair, lengths)] + self.position[posting], weight)
+        np.add.at(block.reshape(-1), at, weight)  # a pin sharing several terms: each added
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -327,11 +314,21 @@ def _second_moment(rows: np.ndarray, block: int = 4096) -> np.ndarray:
     return moment
 
 
-def ranks(scores: np.ndarray) -> np.ndarray:
-    """Rank of every user in every row (0 = highest score)."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    out = np.empty_like(order)
-    np.put_along_axis(out, order, np.arange(scores.shape[1])[None, :], axis=1)
+def ranks_of(scores: np.ndarray, users: np.ndarray, block: int = 1 << 24) -> np.ndarray:
+    """The rank of each of ``users`` (n, k) in its row of ``scores`` (0 = the highest; among
+    equal scores, the first user ranks higher), counted in blocks of rows holding at most
+    ``block`` comparisons: sorting every row ranked every user and cost more than the search
+    of a small batch."""
+    n, k = users.shape
+    out = np.empty((n, k), np.int64)
+    step = max(1, block // max(k * scores.shape[1], 1))
+    index = np.arange(scores.shape[1])
+    for begin in range(0, n, step):
+        rows = slice(begin, begin + step)
+        mine = np.take_along_axis(scores[rows], users[rows], axis=1)[:, :, None]
+        everyone = scores[rows, None, :]
+        ahead = (everyone > mine) | ((everyone == mine) & (index < users[rows, :, None]))
+        out[rows] = ahead.sum(axis=2)
     return out
 
 
@@ -350,7 +347,7 @@ def candidate_features(
     columns = [np.log(fused[rows, candidates] + _EPS), np.broadcast_to(np.arange(k), (n, k))]
     for probabilities in views.values():
         columns.append(np.log(probabilities[rows, candidates] + _EPS))
-        columns.append(np.log1p(ranks(probabilities)[rows, candidates]))
+        columns.append(np.log1p(ranks_of(probabilities, candidates)))
     columns.extend(similarity[:, :, s, j] for s in range(similarity.shape[2])
                    for j in range(similarity.shape[3]))  # fmt: skip
     columns.append(log_counts[candidates])
