@@ -129,6 +129,15 @@ class CandidateSearch:
         by_user = np.argsort(candidates.ravel(), kind="stable")  # the pairs grouped by user
         pairs = _Pairs(candidates.ravel()[by_user], by_user // k)
         split = self._split(words, chars, images)
+        items = pairs.items(self.counts)
+        # one thread for a few pins: starting threads would cost more than it saves
+        threads = blas_threads() if self.counts[pairs.user].sum() > ITEM_SIMILARITIES else 1
+        # each space's rare-term hits, for consecutive parts of the pairs side by side
+        spans = [slice(p[0], p[-1] + 1) for p in np.array_split(np.arange(n * k), threads)]
+        hits = [None if rare is None else _Hits.joined(
+                    side_by_side(lambda span, r=rare, q=query: r.hits(q, pairs, span), spans,
+                                 threads))
+                for (_, query), rare in zip(split, self.rare, strict=True)]  # fmt: skip
         stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
         chosen = np.zeros(n * k, np.int64)  # per sorted pair: its evidence, in users' order
         parts = np.zeros((2, n * k))  # and the evidence's text and image similarities
@@ -139,11 +148,11 @@ class CandidateSearch:
             user, group = item
             mine, a, b = pairs.pin[group], self.bounds[user], self.bounds[user + 1]
             blocks = np.empty((len(split), len(mine), b - a), np.float32)
-            for block, (query, query_rare), dense, rare in zip(blocks, split, self.dense,
-                                                               self.rare, strict=True):  # fmt: skip
+            for block, (query, _), dense, found_hits in zip(blocks, split, self.dense, hits,
+                                                            strict=True):  # fmt: skip
                 np.matmul(query[mine], dense[a:b].T, out=block)
-                if rare is not None:
-                    rare.add_to(block, query_rare, mine, user)
+                if found_hits is not None:
+                    found_hits.add_to(block, group)
             stats[by_user[group]] = _statistics(blocks).transpose(1, 0, 2)
             if evidence:  # the pin most similar in the evidence space, the first of equals
                 score = blocks[0] * use_text[mine, None] + blocks[2] * use_image[mine, None]
@@ -155,9 +164,8 @@ class CandidateSearch:
 
         # the items side by side, as many as BLAS may use threads, each product on one
         # thread: many small products, which threads inside BLAS slow down
-        threads = blas_threads()  # outside one_thread, which it would read
-        with one_thread():
-            side_by_side(compare, pairs.items(self.counts), threads)
+        with one_thread():  # (blas_threads read outside it: inside, it is 1)
+            side_by_side(compare, items, threads)
         found.stats[rows] = stats.reshape(n, k, *stats.shape[1:])
         if evidence:
             self._evidence(pairs, chosen, parts, use_text, use_image, found, rows, by_user)
@@ -221,27 +229,47 @@ class _Postings:
         key = key[order]
         first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
         self.keys = key[first]  # (user, term) of each group, sorted
-        self.of_user = np.searchsorted(self.keys, np.arange(len(bounds)) * self.n_terms)
         self.starts = np.append(first, len(key))  # each group's postings
         self.position = (pin - bounds[user_of[pin]]).astype(np.int32)[order]  # among its user's
         self.weight = rare.data.astype(np.float32)[order]
 
-    def add_to(self, block: np.ndarray, query: sp.csr_matrix, pins: np.ndarray, user: int):
-        """Add to ``block`` (pins x the user's pins) the products of the ``query`` rows
-        ``pins`` with the user's pins on the rare terms."""
-        lo, hi = self.of_user[user], self.of_user[user + 1]  # the user's (term) groups
+    def hits(self, query: sp.csr_matrix, pairs: _Pairs, part: slice) -> _Hits:
+        """The products, where not zero, of the pairs ``part`` on the rare terms."""
+        pins = pairs.pin[part]
         counts = np.diff(query.indptr)[pins]
-        entry = _ranges(query.indptr[pins], counts)  # each pin's terms
-        key = user * self.n_terms + query.indices[entry]
-        group = lo + np.minimum(np.searchsorted(self.keys[lo:hi], key), max(hi - lo - 1, 0))
-        shared = self.keys[group] == key if hi > lo else np.zeros(len(key), bool)
-        row = np.repeat(np.arange(len(pins)), counts)[shared]
-        entry, group = entry[shared], group[shared]
+        entry = _ranges(query.indptr[pins], counts)  # each pair's pin's terms
+        pair = np.repeat(np.arange(part.start, part.stop), counts)
+        # the pairs are sorted by user: the keys sought are nearly in order
+        key = pairs.user[pair].astype(np.int64) * self.n_terms + query.indices[entry]
+        group = np.minimum(np.searchsorted(self.keys, key), max(len(self.keys) - 1, 0))
+        shared = self.keys[group] == key if len(self.keys) else np.zeros(len(key), bool)
+        pair, entry, group = pair[shared], entry[shared], group[shared]
         lengths = self.starts[group + 1] - self.starts[group]
         posting = _ranges(self.starts[group], lengths)
-        at = np.repeat(row * block.shape[1], lengths) + self.position[posting]
         weight = np.repeat(query.data[entry].astype(np.float32), lengths) * self.weight[posting]
-        np.add.at(block.reshape(-1), at, weight)  # a pin sharing several terms: each added
+        return _Hits(np.repeat(pair, lengths), self.position[posting], weight)
+
+
+@dataclass
+class _Hits:
+    """Products of pairs with their users' pins on rare terms, sorted by pair: the pair, the
+    pin's position among its user's, the product (a pin sharing several terms has several)."""
+
+    pair: np.ndarray
+    position: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def joined(cls, parts: list[_Hits]) -> _Hits:
+        """The hits of consecutive parts of the pairs, as one."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("pair", "position", "weight")))  # fmt: skip
+
+    def add_to(self, block: np.ndarray, group: slice) -> None:
+        """Add to ``block`` (the pairs ``group`` x their user's pins) their hits."""
+        lo, hi = np.searchsorted(self.pair, [group.start, group.stop])
+        at = (self.pair[lo:hi] - group.start) * block.shape[1] + self.position[lo:hi]
+        np.add.at(block.reshape(-1), at, self.weight[lo:hi])  # a pin sharing several terms
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
