@@ -35,8 +35,8 @@ def client():
 
 
 class FitLog(WorkerPlugin):
-    """On each worker, one line ``pid`` per character view fitted (one per fold), then
-    ``pause``: a test sees which worker is mid-fit and has time to kill it."""
+    """On each worker, one line ``pid`` per fold's views fitted, then ``pause``: a test sees
+    which worker is mid-fit and has time to kill it."""
 
     name = "pinid-test-fit-log"
 
@@ -44,18 +44,18 @@ class FitLog(WorkerPlugin):
         self.log, self.pause = str(log), pause
 
     def setup(self, worker) -> None:
-        self.original = original = final_model.fit_model
+        self.original = original = final_model.fit_models
 
-        def fit_model(model, X, y):
+        def fit_models(models, y):
             with open(self.log, "a") as fh:
                 fh.write(f"{os.getpid()}\n")
             time.sleep(self.pause)
-            return original(model, X, y)
+            return original(models, y)
 
-        final_model.fit_model = fit_model
+        final_model.fit_models = fit_models
 
     def teardown(self, worker) -> None:
-        final_model.fit_model = self.original
+        final_model.fit_models = self.original
 
 
 def test_train_on_local_workers_saves_the_in_process_model(sample_model, sample_corpus, tmp_path):

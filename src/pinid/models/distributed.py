@@ -9,7 +9,7 @@ numbers wherever it runs, so the model is the in-process one (within BLAS roundi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
 from distributed import Client, Future, KilledWorker, get_worker
@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from pinid.errors import PinidError
 from pinid.features.distributed import threads_by_host
+from pinid.models.threads import side_by_side
 
 T = TypeVar("T")
 
@@ -45,6 +46,9 @@ class OnCluster:
             for item in items
         ]
         return _results(self.client, futures)
+
+    def each(self, fn: Callable[[Any], T], items: Sequence) -> list[T]:
+        return side_by_side(fn, items, len(items))  # every search's fits submitted at once
 
 
 def _results(client: Client, futures: list[Future]) -> Generator:

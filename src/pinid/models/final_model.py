@@ -32,7 +32,12 @@ from pinid.models.candidates import (
 )
 from pinid.models.fits import Fits, InProcess
 from pinid.models.fusion import cascade
-from pinid.models.modality import fit_model, make_char_model
+from pinid.models.modality import (
+    fit_models,
+    make_char_model,
+    make_image_model,
+    make_text_model,
+)
 from pinid.models.paper_model import PaperModel
 from pinid.models.ranking import top_k
 from pinid.models.refinement import TOP_K
@@ -198,11 +203,11 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
-        # the character view first: its solver's peak then meets none of the base's vectors
-        char = fit_model(make_char_model(self.C_char), list(X.texts), y)
-        base = PaperModel(C_text=self.C_text, C_image=self.C_image,
-                          similarity=self.similarity, top_k=self.top_k).fit(X, y)  # fmt: skip
-        return Views(base, char, X.texts, self.top_k)
+        texts = list(X.texts)
+        models = fit_models({"image": (make_image_model(self.C_image), X.images),
+                             "char": (make_char_model(self.C_char), texts),
+                             "text": (make_text_model(self.C_text), texts)}, y)  # fmt: skip
+        return self._views_of(models, X, y)
 
     def _views_of(self, models: dict[str, Pipeline], X: PinFeatures, y: np.ndarray) -> Views:
         """The views whose models were fitted on ``X``, ``y``."""

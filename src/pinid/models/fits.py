@@ -1,12 +1,15 @@
 """Where the independent fits of training run (the C grid of each view, the cross-fitting
-folds): one after another in this process by default, or on a Dask cluster
+folds): in this process by default (the views' searches side by side, each one's fits one
+after another), or on a Dask cluster
 (:class:`pinid.models.distributed.OnCluster`). Either gives the same model: the callers decide
 which fits are needed and in what order the results are read, so only the place changes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
+
+from pinid.models.threads import fits_side_by_side
 
 T = TypeVar("T")
 
@@ -21,13 +24,20 @@ class Fits(Protocol):
         """The results in the order of ``items``. Closing the generator early gives up the
         fits not yet read."""
 
+    def each(self, fn: Callable[[Any], T], items: Sequence) -> list[T]:
+        """``fn(item)`` for each item, at once as far as this place allows: searches that
+        each :meth:`map` their own fits (one per view)."""
+
 
 class InProcess:
     """Each fit in this process when its result is read, so that a search that stops early
-    fits nothing more, and one fit's models are let go before the next is fitted."""
+    fits nothing more, and one fit's models are let go before the search's next is fitted."""
 
     def share(self, value: Any) -> Any:
         return value
 
     def map(self, fn: Callable[..., T], items: Iterable, *shared: Any) -> Generator[T]:
         return (fn(item, *shared) for item in items)
+
+    def each(self, fn: Callable[[Any], T], items: Sequence) -> list[T]:
+        return fits_side_by_side(fn, items)  # as many as BLAS may use threads, one each

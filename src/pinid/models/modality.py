@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +22,7 @@ from pinid.errors import DataError
 from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import make_char_vectorizer, make_text_vectorizer
 from pinid.models.logistic import PreconditionedLogisticRegression
+from pinid.models.threads import fits_side_by_side
 
 MAX_ITER = 1000
 TOL = 1e-4  # scikit-learn's default
@@ -95,6 +97,13 @@ def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
     """``model.fit``, with a text model that finds no dictionary explained in one line."""
     with _no_dictionary_explained():
         return model.fit(X, y)
+
+
+def fit_models(models: dict[str, tuple[Pipeline, Any]], y: np.ndarray) -> dict[str, Pipeline]:
+    """Each ``name: (model, its inputs)`` fitted on ``y`` (as :func:`fit_model`), side by side
+    in the order given (the longest first: :func:`pinid.models.threads.fits_side_by_side`)."""
+    fitted = fits_side_by_side(lambda name: fit_model(*models[name], y), list(models))
+    return dict(zip(models, fitted, strict=True))
 
 
 def fit_features(steps: Pipeline, X, y: np.ndarray) -> np.ndarray | sp.csr_matrix:

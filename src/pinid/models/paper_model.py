@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from pinid.features.pin_features import PinFeatures
 from pinid.models.fusion import cascade
-from pinid.models.modality import fit_model, make_image_model, make_text_model
+from pinid.models.modality import fit_models, make_image_model, make_text_model
 from pinid.models.refinement import TOP_K, Refined, SimilarityRefiner
 from pinid.models.similarity import make_space
 
@@ -63,9 +63,9 @@ class PaperModel(ClassifierMixin, BaseEstimator):
     def fit(self, X: PinFeatures, y: Sequence[str]) -> PaperModel:
         _require_images(X)
         y = np.asarray(y)
-        text_model = fit_model(make_text_model(self.C_text), list(X.texts), y)
-        image_model = fit_model(make_image_model(self.C_image), X.images, y)
-        return self.with_models(text_model, image_model, X, y)
+        models = fit_models({"image": (make_image_model(self.C_image), X.images),
+                             "text": (make_text_model(self.C_text), list(X.texts))}, y)  # fmt: skip
+        return self.with_models(models["text"], models["image"], X, y)
 
     def with_models(
         self, text_model: Pipeline, image_model: Pipeline, X: PinFeatures, y: Sequence[str]
