@@ -171,3 +171,26 @@ def test_cross_fitting_needs_a_user_with_two_pins():
     X, y = data.features, [p.user for p in data.dataset.pins]
     with pytest.raises(DataError, match="needs a user with two or more pins"):
         FinalModel().fit(X, y)
+
+
+def test_the_variants_candidate_features_from_one_search_equal_each_variants_own_search():
+    from dataclasses import replace
+
+    from pinid.models.final_model import _candidates_of, _variants
+
+    data = _generated()
+    X, y = data.features, np.array([p.user for p in data.dataset.pins])
+    inside, outside = np.arange(len(y)) % 4 != 0, np.flatnonzero(np.arange(len(y)) % 4 == 0)
+    X.has_image[outside[::3]] = False  # some held-out pins come without image, some without text
+    X.has_text[outside[1::3]] = False
+    model = FinalModel(C_text=10.0, C_char=10.0, C_image=1.0)
+    views = model._fit_views(X.take(np.flatnonzero(inside)), y[inside])
+    classes = np.unique(y)
+    features, _ = _candidates_of(views, classes, X, y, outside, 5)
+    pins = X.take(outside)
+    encoded = views.encode(pins)
+    for v, (has_text, has_image) in enumerate(_variants(X)):
+        query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
+        own = views.candidates(query, encoded)[2]
+        np.testing.assert_allclose(features[v].reshape(own.shape), own, rtol=1e-5, atol=1e-6)
+        assert (own[:, -2:] == 0).any()  # the variant leaves a modality out for some pins

@@ -18,6 +18,7 @@ given, and the evidence's similarity is exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import scipy.sparse as sp
@@ -108,39 +109,57 @@ class CandidateSearch:
     ) -> Found:  # fmt: skip
         """Each pin's statistics per candidate (n, k) and space; with ``evidence``, also each
         candidate's training pin most similar to it. Queries are vectors as the training
-        pins' (zero rows where a modality is not used); a row of ``candidates`` names distinct
-        users. At most ``chunk`` pins are compared at once."""
+        pins' (zero rows where a modality is not used). At most ``chunk`` pins are compared
+        at once."""
         n, k = candidates.shape
-        found = Found(np.zeros((n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
-                      np.full((n, k), -1), np.zeros((n, k)))  # fmt: skip
-        for begin in range(0, n, chunk):
-            rows = slice(begin, min(begin + chunk, n))
+        found = self.search_pairs(words, chars, images, np.repeat(np.arange(n), k),
+                                  candidates.ravel(), evidence, chunk)  # fmt: skip
+        return Found(found.stats.reshape(n, k, *found.stats.shape[1:]),
+                     found.evidence.reshape(n, k), found.similarity.reshape(n, k))  # fmt: skip
+
+    def search_pairs(
+        self, words, chars, images: np.ndarray, pins: np.ndarray, users: np.ndarray,
+        evidence: bool = False, chunk: int = PIN_CHUNK,
+    ) -> Found:  # fmt: skip
+        """:meth:`search` of the pairs (``pins``, sorted, and ``users``): one statistic,
+        evidence and similarity per pair."""
+        m = len(pins)
+        found = Found(np.zeros((m, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
+                      np.full(m, -1), np.zeros(m))  # fmt: skip
+        cuts = np.searchsorted(pins, np.arange(0, words.shape[0] + chunk, chunk))
+        for begin, (lo, hi) in zip(range(0, words.shape[0], chunk), pairwise(cuts),
+                                   strict=True):  # fmt: skip
+            if lo == hi:
+                continue
+            rows = slice(begin, begin + chunk)
             queries = [make_space("text", words[rows], None)[0],
                        make_space("text", chars[rows], None)[0],
                        make_space("image", None, images[rows])[0]]  # fmt: skip
-            self._search_chunk(queries, candidates[rows], evidence, found, rows)
+            self._search_chunk(queries, pins[lo:hi] - begin, users[lo:hi], evidence, found,
+                               slice(lo, hi))  # fmt: skip
         return found
 
-    def _search_chunk(self, queries: list, candidates, evidence: bool, found: Found, rows):
-        n, k = candidates.shape
+    def _search_chunk(self, queries: list, pin, user, evidence: bool, found: Found, at: slice):
+        """The pairs (``pin``, a row of ``queries``, ``user``) into ``found[at]``."""
         words, chars, images = queries
         use_text, use_image = self._evidence_modalities(words, images)
         both = use_text & use_image
-        by_user = np.argsort(candidates.ravel(), kind="stable")  # the pairs grouped by user
-        pairs = _Pairs(candidates.ravel()[by_user], by_user // k)
+        by_user = np.argsort(user, kind="stable")  # the pairs grouped by user
+        pairs = _Pairs(user[by_user], pin[by_user])
+        m = len(pin)
         split = self._split(words, chars, images)
         items = pairs.items(self.counts)
         # one thread for a few pins: starting threads would cost more than it saves
         threads = blas_threads() if self.counts[pairs.user].sum() > ITEM_SIMILARITIES else 1
         # each space's rare-term hits, for consecutive parts of the pairs side by side
-        spans = [slice(p[0], p[-1] + 1) for p in np.array_split(np.arange(n * k), threads)]
+        spans = [slice(p[0], p[-1] + 1) for p in np.array_split(np.arange(m), threads) if len(p)]
         hits = [None if rare is None else _Hits.joined(
                     side_by_side(lambda span, r=rare, q=query: r.hits(q, pairs, span), spans,
                                  threads))
                 for (_, query), rare in zip(split, self.rare, strict=True)]  # fmt: skip
-        stats = np.zeros((n * k, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
-        chosen = np.zeros(n * k, np.int64)  # per sorted pair: its evidence, in users' order
-        parts = np.zeros((2, n * k))  # and the evidence's text and image similarities
+        stats = np.zeros((m, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
+        chosen = np.zeros(m, np.int64)  # per sorted pair: its evidence, in users' order
+        parts = np.zeros((2, m))  # and the evidence's text and image similarities
 
         def compare(item: tuple[int, slice]) -> None:
             """Some of a user's pairs: their similarities to its pins in every space, then
@@ -166,21 +185,20 @@ class CandidateSearch:
         # thread: many small products, which threads inside BLAS slow down
         with one_thread():  # (blas_threads read outside it: inside, it is 1)
             side_by_side(compare, items, threads)
-        found.stats[rows] = stats.reshape(n, k, *stats.shape[1:])
+        found.stats[at] = stats
         if evidence:
-            self._evidence(pairs, chosen, parts, use_text, use_image, found, rows, by_user)
+            self._evidence(pairs, chosen, parts, use_text, use_image, found, at, by_user)
 
-    def _evidence(self, pairs, best, parts, use_text, use_image, found, rows, by_user):
+    def _evidence(self, pairs, best, parts, use_text, use_image, found, at, by_user):
         """Each pair's evidence (``best``) and its similarity from its text and image parts
         (``parts``: the evidence space's, exact; the image part in full dimensions)."""
         mine = pairs.pin
         both = (use_text & use_image)[mine]
         scale = np.where(both, np.sqrt(0.5), 1.0) * np.where(both, self.joint_scale[best], 1.0)
         similarity = scale * (parts[0] * use_text[mine] + parts[1] * use_image[mine])
-        pin_major = np.argsort(by_user)  # the sorted pairs back in the pins' order
-        k = found.evidence.shape[1]
-        found.evidence[rows] = self.order[best[pin_major]].reshape(-1, k)
-        found.similarity[rows] = similarity[pin_major].reshape(-1, k)
+        given_order = np.argsort(by_user)  # the sorted pairs back in their order
+        found.evidence[at] = self.order[best[given_order]]
+        found.similarity[at] = similarity[given_order]
 
     def _evidence_modalities(self, words, images) -> tuple[np.ndarray, np.ndarray]:
         """Per pin: is its text, its image compared for the evidence?"""

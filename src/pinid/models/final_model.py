@@ -46,6 +46,8 @@ from pinid.models.reranker import Reranker, calibrated, fit_temperature
 N_FOLDS = 5
 RERANK_PINS = 10_000
 VIEWS = ("text", "char", "image")
+TEXT_SPACES = [SEARCH_SPACES.index(s) for s in ("text", "char")]
+IMAGE_SPACES = [SEARCH_SPACES.index("image")]
 N_CANDIDATE_FEATURES = 2 + 2 * len(VIEWS) + len(SIMILARITY_STATS) * len(SEARCH_SPACES) + 3
 """fused score and position; probability and rank per view; similarity statistics per space;
 pin count, has text, has image (see :func:`candidate_features`)."""
@@ -128,22 +130,35 @@ class Views:
             r_char[X.has_text] = self.char.named_steps["logistic"].predict_proba(chars)
         return {"text": r_text, "char": r_char, "image": r_image}
 
+    def shortlist(
+        self, X: PinFeatures, encoded: Encoded
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """(every view's probabilities, their cascade, its top k users (n, k)) of the pins of
+        ``X``, whose vectors are ``encoded``."""
+        views = self.probabilities(X, encoded)
+        fused = cascade(*views.values())
+        return views, fused, top_k(fused, min(self.top, fused.shape[1]))
+
+    def queries(self, X: PinFeatures, encoded: Encoded) -> tuple:
+        """The candidate search's queries: each pin's vectors where its modality is used."""
+        given = sp.diags(X.has_text.astype(np.float32))  # a pin without text has no text vector
+        return given @ encoded.words, given @ encoded.chars, encoded.images * X.has_image[:, None]
+
     def candidates(
         self, X: PinFeatures, encoded: Encoded, evidence: bool = False
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, Found]:
         """(every view's probabilities, candidates (n, k), their features (n * k, d), what the
         search found: with ``evidence``, each candidate's pin most similar) of the pins of
         ``X``, whose vectors are ``encoded``."""
-        views = self.probabilities(X, encoded)
-        fused = cascade(*views.values())
-        candidates = top_k(fused, min(self.top, fused.shape[1]))
-        given = sp.diags(X.has_text.astype(np.float32))  # a pin without text has no text vector
-        found = self.search.search(given @ encoded.words, given @ encoded.chars,
-                                   encoded.images * X.has_image[:, None], candidates,
-                                   evidence)  # fmt: skip
-        features = candidate_features(fused, candidates, views, found.stats, self.log_counts,
-                                      X.has_text, X.has_image)  # fmt: skip
-        return views, candidates, features, found
+        views, fused, candidates = self.shortlist(X, encoded)
+        found = self.search.search(*self.queries(X, encoded), candidates, evidence)
+        return views, candidates, self.features(X, views, fused, candidates, found.stats), found
+
+    def features(self, X: PinFeatures, views: dict[str, np.ndarray], fused: np.ndarray,
+                 candidates: np.ndarray, stats: np.ndarray) -> np.ndarray:  # fmt: skip
+        """The candidates' features (n * k, d) from their similarity statistics ``stats``."""
+        return candidate_features(fused, candidates, views, stats, self.log_counts, X.has_text,
+                                  X.has_image)  # fmt: skip
 
 
 class FinalModel(ClassifierMixin, BaseEstimator):
@@ -390,13 +405,27 @@ def _candidates_of(views: Views, classes: np.ndarray, X: PinFeatures, y: np.ndar
     author = np.searchsorted(classes, y[outside])
     pins = X.take(outside)
     encoded = views.encode(pins)  # the variants differ only in the modalities used
-    variants = _variants(X)
-    features = np.zeros((len(variants), len(outside), k, N_CANDIDATE_FEATURES))
-    truth = np.full((len(variants), len(outside)), -1)
-    for v, (has_text, has_image) in enumerate(variants):
-        query = replace(pins, has_text=has_text[outside], has_image=has_image[outside])
-        _, candidates, fold_features, _ = views.candidates(query, encoded)
+    queries = [replace(pins, has_text=t[outside], has_image=i[outside]) for t, i in _variants(X)]
+    shortlists = [views.shortlist(query, encoded) for query in queries]
+    # one search for every variant's candidates (as given: its modalities include the others'):
+    # a pair's statistics in a space are the same in every variant that uses the space's
+    # modality, and zero in the others
+    n, n_users = len(outside), len(views.base.classes_)
+    keys = [np.arange(n)[:, None] * n_users + candidates for _, _, candidates in shortlists]
+    pairs = np.unique(np.concatenate(keys, axis=None))
+    found = views.search.search_pairs(*views.queries(queries[0], encoded), pairs // n_users,
+                                      pairs % n_users)  # fmt: skip
+    features = np.zeros((len(queries), n, k, N_CANDIDATE_FEATURES))
+    truth = np.full((len(queries), n), -1)
+    for v, (query, (probabilities, fused, candidates), key) in enumerate(
+        zip(queries, shortlists, keys, strict=True)
+    ):
+        stats = found.stats[np.searchsorted(pairs, key)]  # (n, k, spaces, statistics)
+        stats[:, :, TEXT_SPACES] *= query.has_text[:, None, None, None]
+        stats[:, :, IMAGE_SPACES] *= query.has_image[:, None, None, None]
         hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
         truth[v] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-        features[v] = fold_features.reshape(len(outside), k, -1)
+        features[v] = views.features(query, probabilities, fused, candidates, stats).reshape(
+            n, k, -1
+        )
     return features, truth
