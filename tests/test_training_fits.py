@@ -33,6 +33,9 @@ class Eager:
         results = [fn(item, *shared) for item in items]
         return (result for result in results)
 
+    def each(self, fn: Callable, items: list) -> list:
+        return [fn(item) for item in items]
+
 
 @pytest.fixture(scope="module")
 def pins(sample_corpus):
@@ -109,9 +112,9 @@ def test_a_fold_that_cannot_be_fitted_is_replaced_by_the_next(pins, monkeypatch)
 
 @pytest.mark.slow
 def test_the_C_searchs_fits_serve_as_the_fold_when_its_validation_pins_suffice(pins):
-    """The search's models at the chosen Cs, fitted on the training pins, give the validation
-    pins the candidates a fold fitted on those pins would, and no fold is fitted; with too
-    few validation pins the folds are fitted as before."""
+    """The search's models at the chosen Cs, fitted on the training pins, and their vectors of
+    those pins give the validation pins the candidates a fold fitted on those pins would, and
+    no fold is fitted; with too few validation pins the folds are fitted as before."""
     X, y = pins
     seen, unseen = (
         np.flatnonzero(np.arange(len(y)) % 3 != 0),
@@ -120,11 +123,15 @@ def test_the_C_searchs_fits_serve_as_the_fold_when_its_validation_pins_suffice(p
     tuned = tune_C((X.take(seen), y[seen]), (X.take(unseen), y[unseen]))
     spec = FinalModel(rerank_pins=len(unseen), **{f"C_{v}": C for v, C in tuned.C.items()})
     spec.classes_ = np.unique(y)
-    held_out = final_model.HeldOut(tuned.models, seen, unseen)
+    # with the views' vectors of the training pins kept from the search, not computed again
+    held_out = final_model.HeldOut(tuned.models, seen, unseen, tuned.vectors)
     features, truth, _, k = spec._held_out(X, y, held_out)
     task = (spec, spec.classes_, seen, unseen, k)
     fold_features, fold_truth = final_model._fold_candidates(task, X, y)
-    np.testing.assert_array_equal(features, fold_features.reshape(-1, features.shape[1]))
+    # the search's word vectors are its tf-idf's fit_transform, the fold's a transform: equal
+    # within 1e-15, which the search's float32 similarities round either way
+    np.testing.assert_allclose(features, fold_features.reshape(-1, features.shape[1]),
+                               rtol=0, atol=1e-6)  # fmt: skip
     usable = np.stack([(t | i)[unseen] for t, i in final_model._variants(X)])
     np.testing.assert_array_equal(truth, np.where(usable, fold_truth, -1).ravel())
     assert (truth >= 0).any()
@@ -132,7 +139,7 @@ def test_the_C_searchs_fits_serve_as_the_fold_when_its_validation_pins_suffice(p
     eager = Eager()
     spec.fit(X, y, fits=eager, held_out=held_out)
     assert eager.handed == []
-    assert held_out.models == {}  # handed over: not held beside the final views
+    assert held_out.models == held_out.vectors == {}  # handed over: not held after the fit
     spec.set_params(rerank_pins=len(unseen) + 1).fit(X, y, fits=eager, held_out=held_out)
     assert len(eager.handed) >= 1  # the folds, fitted
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -93,18 +94,24 @@ class HeldOut:
     models: dict[str, Pipeline]
     fitted_on: np.ndarray
     unseen: np.ndarray
+    vectors: dict[str, Any] = field(default_factory=dict)
+    """Each view's vectors of the pins ``fitted_on`` (its model's steps' output), if kept."""
 
 
 class Views:
     """Word, character and image views fitted on some pins: probabilities and candidates."""
 
     def __init__(
-        self, base: PaperModel, char: Pipeline, train_texts: Sequence[str], top: int
-    ) -> None:
+        self, base: PaperModel, char: Pipeline, train_texts: Sequence[str], top: int,
+        train_chars: sp.csr_matrix | None = None,
+    ) -> None:  # fmt: skip
+        """``train_chars``: the character vectors of ``train_texts``, if already computed."""
         self.base, self.char, self.top = base, char, top
         n_classes = len(base.classes_)
         self.log_counts = np.log(np.bincount(base.train_y_, minlength=n_classes))
-        self.search = CandidateSearch(base.train_text_, self.char_vectors(train_texts),
+        if train_chars is None:
+            train_chars = self.char_vectors(train_texts)
+        self.search = CandidateSearch(base.train_text_, sp.csr_matrix(train_chars),
                                       base.train_image_, base.train_y_, n_classes,
                                       base.similarity)  # fmt: skip
 
@@ -224,12 +231,16 @@ class FinalModel(ClassifierMixin, BaseEstimator):
                              "text": (make_text_model(self.C_text), texts)}, y)  # fmt: skip
         return self._views_of(models, X, y)
 
-    def _views_of(self, models: dict[str, Pipeline], X: PinFeatures, y: np.ndarray) -> Views:
-        """The views whose models were fitted on ``X``, ``y``."""
+    def _views_of(self, models: dict[str, Pipeline], X: PinFeatures, y: np.ndarray,
+                  vectors: dict[str, Any] | None = None) -> Views:  # fmt: skip
+        """The views whose models were fitted on ``X``, ``y``; ``vectors``, their steps' output
+        for ``X`` where already computed."""
+        vectors = vectors or {}
         base = PaperModel(C_text=self.C_text, C_image=self.C_image, similarity=self.similarity,
                           top_k=self.top_k)  # fmt: skip
-        base.with_models(models["text"], models["image"], X, y)
-        return Views(base, models["char"], X.texts, self.top_k)
+        base.with_models(models["text"], models["image"], X, y, vectors.get("text"),
+                         vectors.get("image"))  # fmt: skip
+        return Views(base, models["char"], X.texts, self.top_k, vectors.get("char"))
 
     def fit(
         self,
@@ -254,6 +265,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
             features, truth, fold, k = self._out_of_fold(X, y, fits or InProcess())
         if held_out is not None:
             held_out.models.clear()
+            held_out.vectors.clear()
         self.views_ = self._fit_views(X, y)
         self.reranker_ = Reranker(self.rerank_alpha).fit(features, truth)
         self.temperature_ = self._fit_temperature(features, truth, fold, k)
@@ -335,7 +347,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
     def _held_out(self, X: PinFeatures, y: np.ndarray, held_out: HeldOut):
         """What :meth:`_out_of_fold` returns, from the one fold ``held_out`` (no fit)."""
         seen = held_out.fitted_on
-        views = self._views_of(held_out.models, X.take(seen), y[seen])
+        views = self._views_of(held_out.models, X.take(seen), y[seen], held_out.vectors)
         k = min(self.top_k, len(views.base.classes_))
         found = _candidates_of(views, self.classes_, X, y, held_out.unseen, k)
         return (*self._gathered(X, [(0, held_out.unseen, *found)]), k)

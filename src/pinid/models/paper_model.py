@@ -68,10 +68,12 @@ class PaperModel(ClassifierMixin, BaseEstimator):
         return self.with_models(models["text"], models["image"], X, y)
 
     def with_models(
-        self, text_model: Pipeline, image_model: Pipeline, X: PinFeatures, y: Sequence[str]
-    ) -> PaperModel:
+        self, text_model: Pipeline, image_model: Pipeline, X: PinFeatures, y: Sequence[str],
+        text_vectors: sp.csr_matrix | None = None, image_vectors: np.ndarray | None = None,
+    ) -> PaperModel:  # fmt: skip
         """This model with its word and image models already fitted on ``X``, ``y`` (as
-        :meth:`fit` fits them): the C search's fits, used again."""
+        :meth:`fit` fits them): the C search's fits, used again, with their steps' output for
+        ``X`` where already computed."""
         _require_images(X)
         y = np.asarray(y)
         self.classes_ = np.unique(y)
@@ -79,8 +81,10 @@ class PaperModel(ClassifierMixin, BaseEstimator):
         for model in (self.text_model_, self.image_model_):
             assert np.array_equal(model.classes_, self.classes_)
         self.train_y_ = np.searchsorted(self.classes_, y)
-        self.train_text_ = self.text_vectors(X.texts)
-        self.train_image_ = self.image_vectors(X.images)
+        self.train_text_ = (self.text_vectors(X.texts) if text_vectors is None
+                            else sp.csr_matrix(text_vectors))  # fmt: skip
+        self.train_image_ = (self.image_vectors(X.images) if image_vectors is None
+                             else np.asarray(image_vectors, np.float32))  # fmt: skip
         self.refiners_: dict[str, SimilarityRefiner] = {}
         return self
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -28,13 +29,14 @@ VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_i
 @dataclass
 class Tuned:
     """The C search's outcome per view: the C chosen, the validation accuracy of each C read,
-    and the view's model at that C fitted on the training pins (its steps before the
-    classifier included), which the final model may use as its cross-fitting fold
-    (:class:`pinid.models.final_model.HeldOut`)."""
+    the view's model at that C fitted on the training pins (its steps before the classifier
+    included) and its steps' output for those pins, which the final model may use as its
+    cross-fitting fold (:class:`pinid.models.final_model.HeldOut`)."""
 
     C: dict[str, float]
     scores: dict[str, dict[float, float]]
     models: dict[str, Pipeline]
+    vectors: dict[str, Any]
 
 
 def tune_C(
@@ -57,7 +59,7 @@ def tune_C(
     fits = fits or InProcess()
     grid = sorted(C_GRID)
 
-    def search(view: str) -> tuple[float, dict[float, float], Pipeline]:
+    def search(view: str) -> tuple[float, dict[float, float], Pipeline, Any]:
         steps, *features = _view_features(view, train, val)
         shared = [fits.share(part) for part in features]
         best: dict = {}
@@ -65,13 +67,13 @@ def tune_C(
         with closing(fits.map(_accuracy, [(view, C) for C in grid], *shared)) as results:
             C, scores = choose_C(_keeping_the_best(grid, results, best))
         assert best["C"] == C
-        return C, scores, Pipeline([*steps.steps, *best["model"].steps])
+        return C, scores, Pipeline([*steps.steps, *best["model"].steps]), features[0]
 
     order = sorted(views, key=(_LONGEST_FIRST + tuple(VIEW_MODELS)).index)
     searched = dict(zip(order, fits.each(search, order), strict=True))  # the longest first
-    tuned = Tuned({}, {}, {})
+    tuned = Tuned({}, {}, {}, {})
     for view in views:
-        tuned.C[view], tuned.scores[view], tuned.models[view] = searched[view]
+        tuned.C[view], tuned.scores[view], tuned.models[view], tuned.vectors[view] = searched[view]
     return tuned
 
 

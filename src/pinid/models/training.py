@@ -25,7 +25,8 @@ def fit_identifier(
     ``fits``: where the cross-fitting folds are fitted (default: this process). ``tuned``: the
     C search that chose ``C``, with its training and validation pins (among ``pin_ids``): its
     fits at the chosen Cs serve as the fold when the validation pins are enough
-    (:class:`pinid.models.final_model.HeldOut`); its models are handed over (emptied)."""
+    (:class:`pinid.models.final_model.HeldOut`); its models and vectors are handed over
+    (emptied)."""
     rows = data.rows(pin_ids)
     X, y = data.features.take(rows), data.labels()[rows]
     held_out = None
@@ -40,7 +41,7 @@ def fit_identifier(
                              "among the pins fitted")  # fmt: skip
         # rows of X (the dataset's rows ``rows``, in order)
         held_out = HeldOut(search.models, np.searchsorted(rows, fitted_on),
-                           np.searchsorted(rows, unseen))  # fmt: skip
+                           np.searchsorted(rows, unseen), search.vectors)  # fmt: skip
     model = FinalModel(
         C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
     ).fit(X, y, fits=fits, held_out=held_out)
