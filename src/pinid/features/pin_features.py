@@ -33,11 +33,13 @@ class PinFeatures:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def take(self, rows: np.ndarray) -> PinFeatures:
+    def take(self, rows: np.ndarray, images: bool = True) -> PinFeatures:
+        """The pins ``rows``; without ``images``, their image features are left out (zero
+        columns), for a caller that already has what it needs of them."""
         rows = np.asarray(rows)
         return PinFeatures(
             [self.texts[i] for i in rows],
-            self.images[rows],
+            self.images[rows] if images else np.zeros((len(rows), 0), self.images.dtype),
             self.has_text[rows],
             self.has_image[rows],
         )

@@ -40,7 +40,9 @@ PIN_CHUNK = 4096
 ITEM_SIMILARITIES = 1 << 21
 """Similarities of a space that one user's pairs compare at once (8 MB in float32); as many
 of those at once as BLAS may use threads."""
-DOTS_BLOCK = 4096  # pairs whose exact image similarity is computed at once
+HITS_PAIRS = 8192
+"""Pairs whose rare-term hits are found at once (the lookup's arrays: at the paper's scale
+about 30 terms a pair, and 30 hits)."""
 COVARIANCE_ROWS = 16_384  # about (at most twice); principal directions need not be exact
 _EPS = 1e-12
 
@@ -152,7 +154,7 @@ class CandidateSearch:
         # one thread for a few pins: starting threads would cost more than it saves
         threads = blas_threads() if self.counts[pairs.user].sum() > ITEM_SIMILARITIES else 1
         # each space's rare-term hits, for consecutive parts of the pairs side by side
-        spans = [slice(p[0], p[-1] + 1) for p in np.array_split(np.arange(m), threads) if len(p)]
+        spans = [slice(b, min(b + HITS_PAIRS, m)) for b in range(0, m, HITS_PAIRS)]
         hits = [None if rare is None else _Hits.joined(
                     side_by_side(lambda span, r=rare, q=query: r.hits(q, pairs, span), spans,
                                  threads))
