@@ -347,8 +347,8 @@ class FinalModel(ClassifierMixin, BaseEstimator):
     def _held_out(self, X: PinFeatures, y: np.ndarray, held_out: HeldOut):
         """What :meth:`_out_of_fold` returns, from the one fold ``held_out`` (no fit)."""
         seen = held_out.fitted_on
-        # with the views' image vectors of these pins kept, not a copy of their features (at
-        # the paper's scale 240 MB, at the training's peak)
+        # with the views' image vectors of these pins kept, not a copy of their features (240
+        # MB at the paper's scale)
         pins = X.take(seen, images="image" not in held_out.vectors)
         views = self._views_of(held_out.models, pins, y[seen], held_out.vectors)
         k = min(self.top_k, len(views.base.classes_))
