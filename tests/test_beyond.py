@@ -173,11 +173,17 @@ def test_cross_fitting_needs_a_user_with_two_pins():
         FinalModel().fit(X, y)
 
 
-def test_the_variants_candidate_features_from_one_search_equal_each_variants_own_search():
+@pytest.mark.parametrize("common", [None, 4])
+def test_the_variants_candidate_features_from_one_search_equal_each_variants_own_search(
+    common, monkeypatch
+):
     from dataclasses import replace
 
+    from pinid.models import candidates
     from pinid.models.final_model import _candidates_of, _variants
 
+    if common is not None:  # most terms rare: compared through their postings
+        monkeypatch.setattr(candidates, "MAX_COMMON", common)
     data = _generated()
     X, y = data.features, np.array([p.user for p in data.dataset.pins])
     inside, outside = np.arange(len(y)) % 4 != 0, np.flatnonzero(np.arange(len(y)) % 4 == 0)

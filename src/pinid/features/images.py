@@ -117,6 +117,8 @@ def decode_image(data: bytes, name: str = "") -> Image.Image:
                 "format",
             ) from None
         except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and type(exc) is not RuntimeError:
+                raise  # RecursionError and the like: not the file's fault
             # RuntimeError: Pillow's AVIF decoder on damaged frames; one line: libheif's
             # messages end in a line break
             raise UnreadableImage(f"corrupt or truncated ({' '.join(str(exc).split())})") from None

@@ -126,6 +126,8 @@ class CandidateSearch:
         """:meth:`search` of the pairs (``pins``, sorted, and ``users``): one statistic,
         evidence and similarity per pair."""
         m = len(pins)
+        if m and (np.any(np.diff(pins) < 0) or pins[0] < 0 or pins[-1] >= words.shape[0]):
+            raise ValueError("search_pairs needs the pairs' pins sorted and among the queries")
         found = Found(np.zeros((m, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
                       np.full(m, -1), np.zeros(m))  # fmt: skip
         cuts = np.searchsorted(pins, np.arange(0, words.shape[0] + chunk, chunk))

@@ -262,6 +262,8 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         if held_out is not None and len(held_out.unseen) >= (self.rerank_pins or len(y) + 1):
             features, truth, fold, k = self._held_out(X, y, held_out)
         else:
+            if held_out is not None:  # its vectors serve only as the fold
+                held_out.vectors.clear()
             features, truth, fold, k = self._out_of_fold(X, y, fits or InProcess())
         if held_out is not None:
             held_out.models.clear()

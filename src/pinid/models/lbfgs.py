@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,14 @@ class Result:
     message: str
 
 
+@contextmanager
+def quiet_line_search() -> Iterator[None]:
+    """scipy's warning of a failed line search silenced: the solver reports it itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The line search", RuntimeWarning)
+        yield
+
+
 def minimize_lbfgs(loss: Loss, x0: np.ndarray, max_iter: int, history: int,
                    ftol: float) -> Result:  # fmt: skip
     """Minimise ``loss`` from ``x0`` (float32): ``loss(x)`` gives the value, the gradient
@@ -55,8 +64,7 @@ def minimize_lbfgs(loss: Loss, x0: np.ndarray, max_iter: int, history: int,
         if not steps:  # the first step: a unit step along the gradient's direction
             direction /= max(np.sqrt(_dot(direction, direction)), 1e-12)
         along = _Line(loss, x, direction)
-        with warnings.catch_warnings():  # a failed search is reported below
-            warnings.filterwarnings("ignore", "The line search", RuntimeWarning)
+        with quiet_line_search():  # a failed search is reported below
             alpha, _, _, slope = scalar_search_wolfe2(
                 along.value, along.slope, value, None, _dot(gradient, direction), maxiter=50
             )

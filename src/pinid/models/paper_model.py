@@ -81,6 +81,9 @@ class PaperModel(ClassifierMixin, BaseEstimator):
         for model in (self.text_model_, self.image_model_):
             assert np.array_equal(model.classes_, self.classes_)
         self.train_y_ = np.searchsorted(self.classes_, y)
+        for given in (text_vectors, image_vectors):
+            if given is not None and given.shape[0] != len(X):
+                raise ValueError(f"{given.shape[0]} vectors for {len(X)} pins")
         self.train_text_ = (self.text_vectors(X.texts) if text_vectors is None
                             else sp.csr_matrix(text_vectors))  # fmt: skip
         self.train_image_ = (self.image_vectors(X.images) if image_vectors is None
