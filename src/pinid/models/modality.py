@@ -21,8 +21,8 @@ from sklearn.preprocessing import Normalizer, normalize
 from pinid.errors import DataError
 from pinid.features.specs import FEATURE_DIM
 from pinid.features.text import make_char_vectorizer, make_text_vectorizer
+from pinid.models.fits import fits_side_by_side
 from pinid.models.logistic import PreconditionedLogisticRegression
-from pinid.models.threads import fits_side_by_side
 
 MAX_ITER = 1000
 TOL = 1e-4  # scikit-learn's default
@@ -101,7 +101,7 @@ def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:
 
 def fit_models(models: dict[str, tuple[Pipeline, Any]], y: np.ndarray) -> dict[str, Pipeline]:
     """Each ``name: (model, its inputs)`` fitted on ``y`` (as :func:`fit_model`), side by side
-    in the order given (the longest first: :func:`pinid.models.threads.fits_side_by_side`)."""
+    in the order given (the longest first: :func:`pinid.models.fits.fits_side_by_side`)."""
     fitted = fits_side_by_side(lambda name: fit_model(*models[name], y), list(models))
     return dict(zip(models, fitted, strict=True))
 

@@ -12,8 +12,6 @@ from typing import TypeVar
 
 from threadpoolctl import ThreadpoolController
 
-from pinid.models.lbfgs import quiet_line_search
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -54,21 +52,3 @@ def side_by_side(function: Callable[[T], R], items: Sequence[T], threads: int) -
                     future.cancel()
                 raise
     return [function(item) for item in items]
-
-
-def fits_side_by_side(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``function`` of each item (independent fits, the longest first): where BLAS may use no
-    more threads than there are fits, as many at once, each on one thread; with more threads,
-    one after another, each on all of them. A fit's own products use two cores poorly (at the
-    paper's scale a character view's fit ran 1.45 times faster on two threads than on one, an
-    image view's 1.3, a word view's 1.05); two fits at once use both, and hold both fits'
-    state (at 500 users x 30 pins training's peak RSS rose 22 %). A fit gives the same numbers
-    on any thread count (:func:`one_thread`).
-
-    Warning filters are the process's and ``warnings.catch_warnings`` is not thread-safe: the
-    solver's (:func:`pinid.models.lbfgs.quiet_line_search`) is set here once for all fits."""
-    threads = blas_threads()  # read before one_thread, under which it is 1
-    if threads > len(items):
-        return [function(item) for item in items]
-    with quiet_line_search(), one_thread():
-        return side_by_side(function, items, threads)
