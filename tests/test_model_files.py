@@ -50,6 +50,28 @@ def test_round_trip_gives_identical_probabilities_and_rankings(fitted):
     assert loaded.temperature_ == model.temperature_
 
 
+def test_the_cascade_weights_travel_with_the_model_and_choose_its_candidates(fitted, tmp_path):
+    from pinid.models.fusion import cascade
+    from pinid.models.ranking import top_k
+
+    _, data, folder = fitted
+    folder = _copy(folder, tmp_path)
+    doc = json.loads((folder / "model.json").read_text())
+    assert doc["params"]["cascade_weights"] == [1.0, 1.0, 1.0]
+    doc["params"]["cascade_weights"] = [1.0, 0.0, 1.0]
+    (folder / "model.json").write_text(json.dumps(doc))
+    loaded = load_model(folder).model
+    assert loaded.cascade_weights == (1.0, 0.0, 1.0) == loaded.views_.weights
+    X = data.features
+    views, fused, candidates = loaded.views_.shortlist(X, loaded.views_.encode(X))
+    np.testing.assert_array_equal(fused, cascade(views["text"], views["image"]))
+    np.testing.assert_array_equal(candidates, top_k(fused, loaded.top_k))
+    assert not np.allclose(fused, cascade(*views.values()))  # the characters' left out
+    del doc["params"]["cascade_weights"]  # a model written before them: the plain product
+    (folder / "model.json").write_text(json.dumps(doc))
+    assert load_model(folder).model.views_.weights == (1.0, 1.0, 1.0)
+
+
 def test_model_json_records_versions_vocabulary_and_training_pins(fitted):
     _, data, folder = fitted
     doc = json.loads((folder / "model.json").read_text())
@@ -185,12 +207,17 @@ def test_non_finite_weights_are_refused_even_with_a_matching_hash(fitted, tmp_pa
         load_model(folder)
 
 
-@pytest.mark.parametrize(("key", "value"), [("temperature", 1e-320), ("meta", []),
-                                            ("params.top_k", True)])  # fmt: skip
+@pytest.mark.parametrize(("key", "value"), [
+    ("temperature", 1e-320), ("meta", []), ("params.top_k", True),
+    ("params.cascade_weights", [0, 0, 0]), ("params.cascade_weights", [1, -1, 1]),
+    ("params.cascade_weights", [1, float("nan"), 1]), ("params.cascade_weights", [1, "1", 1]),
+    ("params.cascade_weights", [1, 1]), ("params.cascade_weights", {"text": 1}),
+])  # fmt: skip
 def test_implausible_settings_in_model_json_are_refused(fitted, tmp_path, key, value):
     folder = _copy(fitted[2], tmp_path)
     doc = json.loads((folder / "model.json").read_text())
-    target, field = (doc["params"], "top_k") if key == "params.top_k" else (doc, key)
+    where, _, field = key.rpartition(".")
+    target = doc["params"] if where == "params" else doc
     target[field] = value
     (folder / "model.json").write_text(json.dumps(doc))
     with pytest.raises(ModelFileError, match="inconsistent model files"):

@@ -25,6 +25,17 @@ def test_cascade_is_the_elementwise_product_renormalised():
     assert fused.argmax() == 1  # text alone would pick user 0
 
 
+def test_a_weighted_cascade_raises_each_view_to_its_weight_and_zero_leaves_it_out():
+    rng = np.random.default_rng(3)
+    text, char, image = (softmax(rng.normal(size=(4, 6)), axis=1) for _ in range(3))
+    np.testing.assert_array_equal(cascade(text, char, image, weights=(1.0, 1.0, 1.0)),
+                                  cascade(text, char, image))  # fmt: skip
+    np.testing.assert_allclose(cascade(text, char, image, weights=(1.0, 0.0, 1.0)),
+                               cascade(text, image))  # fmt: skip
+    halved = cascade(text, char, image, weights=(0.5, 0.5, 1.0))
+    np.testing.assert_allclose(halved, cascade(np.sqrt(text * char), image))
+
+
 def test_late_fusion_weights_image_by_lambda():
     r_text, r_image = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
     np.testing.assert_allclose(late(r_text, r_image, 0.3), [[0.7, 0.3]])
@@ -402,3 +413,50 @@ def test_ranks_of_candidates_are_their_places_in_a_stable_sort_of_the_row():
     expected = np.take_along_axis(places, users, axis=1)
     np.testing.assert_array_equal(ranks_of(scores, users), expected)
     np.testing.assert_array_equal(ranks_of(scores, users, block=60), expected)  # 2 rows a block
+
+
+class _Fixed:
+    """A fitted view's probabilities, given: row i of ``proba`` for pin i."""
+
+    def __init__(self, proba: np.ndarray) -> None:
+        self.proba, self.classes_ = proba, np.arange(proba.shape[1])
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return self.proba[rows]
+
+
+def test_the_cascade_leaves_out_a_confident_view_that_pushes_authors_out_of_the_top_k():
+    from pinid.models.selection import CASCADE_GRID, choose_cascade
+
+    rng = np.random.default_rng(4)
+    n, users, k = 400, 50, 3
+    y = rng.integers(0, users, n)
+    author = np.eye(users)[y]
+
+    def view(signal: float, wrong: float = 0.0) -> np.ndarray:
+        """Weakly right (``signal``), and confidently wrong on half the pins (``wrong``)."""
+        logits = rng.normal(size=(n, users)) + signal * author
+        logits[: n // 2] -= wrong * author[: n // 2]
+        return softmax(logits, axis=1)
+
+    text, misleading, image = view(1.5), view(0.5, wrong=12.0), view(2.0)
+    pins, everyone = np.arange(n), np.ones(n, bool)
+
+    def choose(views, text_given: np.ndarray = everyone):
+        views = [_Fixed(p) for p in views]
+        return choose_cascade(views, [pins] * 3, [text_given, text_given, everyone], y, k=k)
+
+    weights, scores = choose([view(8.0) for _ in range(3)])  # every cascade right: the first
+    assert weights == (1.0, 1.0, 1.0) == CASCADE_GRID[0] and len(scores) == len(CASCADE_GRID)
+    assert set(scores.values()) == {(1.0, 1.0)}
+    weights, scores = choose([text, misleading, image])
+    assert weights[1] == 0.0 and weights[2] == 1.0
+    assert scores[weights][0] > scores[CASCADE_GRID[0]][0] + 0.2
+    for w, (recall, accuracy) in scores.items():  # the model's cascade with those weights
+        ranked = top_k(cascade(text, misleading, image, weights=w), k)
+        assert recall == np.mean((ranked == y[:, None]).any(axis=1))
+        assert accuracy == np.mean(ranked[:, 0] == y)
+    # pins without text: the text views say nothing of them, the misleading one included
+    _, scores = choose([text, misleading, image], text_given=np.zeros(n, bool))
+    image_only = top_k(image, k)
+    assert scores[CASCADE_GRID[0]][0] == np.mean((image_only == y[:, None]).any(axis=1))

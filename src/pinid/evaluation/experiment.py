@@ -26,7 +26,7 @@ from pinid.features import MAX_FAILURE_RATE
 from pinid.features.dataset import prepare
 from pinid.features.extract import ImageFeatureExtractor
 from pinid.features.pin_features import PinFeatures
-from pinid.models.final_model import FinalModel
+from pinid.models.final_model import VIEWS, FinalModel
 from pinid.models.fits import Fits
 from pinid.models.fusion import cascade, late
 from pinid.models.io import save_model
@@ -174,6 +174,13 @@ def run_experiment(
         "chosen_C": chosen,
         "validation_accuracy": {
             m: {str(c): a for c, a in s.items()} for m, s in validation.items()
+        },
+        "cascade": {  # the default model's candidates: each cascade's validation recall@k
+            "chosen_weights": dict(zip(VIEWS, tuned.cascade, strict=True)),
+            "validation": [
+                {"weights": dict(zip(VIEWS, w, strict=True)), "recall_at_k": r, "accuracy": a}
+                for w, (r, a) in tuned.cascade_scores.items()
+            ],
         },
         "analyses": analyses,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

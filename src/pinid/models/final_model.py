@@ -104,9 +104,12 @@ class Views:
     def __init__(
         self, base: PaperModel, char: Pipeline, train_texts: Sequence[str], top: int,
         train_chars: sp.csr_matrix | None = None,
+        weights: Sequence[float] = (1.0, 1.0, 1.0),
     ) -> None:  # fmt: skip
-        """``train_chars``: the character vectors of ``train_texts``, if already computed."""
-        self.base, self.char, self.top = base, char, top
+        """``train_chars``: the character vectors of ``train_texts``, if already computed;
+        ``weights``: each view's in the cascade that shortlists candidates (in ``VIEWS``' order).
+        """
+        self.base, self.char, self.top, self.weights = base, char, top, tuple(weights)
         n_classes = len(base.classes_)
         self.log_counts = np.log(np.bincount(base.train_y_, minlength=n_classes))
         if train_chars is None:
@@ -140,10 +143,10 @@ class Views:
     def shortlist(
         self, X: PinFeatures, encoded: Encoded
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """(every view's probabilities, their cascade, its top k users (n, k)) of the pins of
-        ``X``, whose vectors are ``encoded``."""
+        """(every view's probabilities, their weighted cascade, its top k users (n, k)) of the
+        pins of ``X``, whose vectors are ``encoded``."""
         views = self.probabilities(X, encoded)
-        fused = cascade(*views.values())
+        fused = cascade(*views.values(), weights=self.weights)
         return views, fused, top_k(fused, min(self.top, fused.shape[1]))
 
     def queries(self, X: PinFeatures, encoded: Encoded) -> tuple:
@@ -176,6 +179,10 @@ class FinalModel(ClassifierMixin, BaseEstimator):
     ----------
     C_text, C_char, C_image : float
         Inverse regularisation of each view's logistic regression.
+    cascade_weights : tuple of 3 floats
+        Each view's weight (text, char, image) in the cascade that shortlists the candidates:
+        its probabilities raised to it (0: left out). The C search chooses them
+        (:func:`pinid.models.selection.choose_cascade`).
     rerank_alpha : float
         L2 penalty of the re-ranker.
     similarity : {"joint", "text", "image"}
@@ -207,6 +214,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         C_text: float = 1.0,
         C_char: float = 1.0,
         C_image: float = 1.0,
+        cascade_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         rerank_alpha: float = 1e-3,
         similarity: str = "joint",
         top_k: int = TOP_K,
@@ -217,6 +225,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         self.C_text = C_text
         self.C_char = C_char
         self.C_image = C_image
+        self.cascade_weights = cascade_weights
         self.rerank_alpha = rerank_alpha
         self.similarity = similarity
         self.top_k = top_k
@@ -240,7 +249,8 @@ class FinalModel(ClassifierMixin, BaseEstimator):
                           top_k=self.top_k)  # fmt: skip
         base.with_models(models["text"], models["image"], X, y, vectors.get("text"),
                          vectors.get("image"))  # fmt: skip
-        return Views(base, models["char"], X.texts, self.top_k, vectors.get("char"))
+        return Views(base, models["char"], X.texts, self.top_k, vectors.get("char"),
+                     self.cascade_weights)  # fmt: skip
 
     def fit(
         self,

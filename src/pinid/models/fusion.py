@@ -6,6 +6,8 @@ of its reference [4]: a convex combination weighted by lambda.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -14,11 +16,16 @@ def _normalise(scores: np.ndarray) -> np.ndarray:
     return np.divide(scores, total, out=np.zeros_like(scores), where=total > 0)
 
 
-def cascade(*views: np.ndarray) -> np.ndarray:
-    """r = r_text * r_image (* any further view) per user, renormalised per pin."""
-    product = views[0]
-    for view in views[1:]:
-        product = product * view
+def cascade(*views: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
+    """r = r_text * r_image (* any further view) per user, renormalised per pin; with
+    ``weights``, each view raised to its weight first (weight 0: the view is left out)."""
+    weights = weights or [1.0] * len(views)
+    product = np.ones_like(views[0])
+    for view, weight in zip(views, weights, strict=True):
+        if weight == 1.0:
+            product = product * view
+        elif weight != 0.0:
+            product = product * view**weight
     return _normalise(product)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -468,7 +469,19 @@ def _final_model(
     params = doc["params"]
     model = FinalModel(**{k: params[k] for k in (
         "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
-        "random_state")}, rerank_pins=params.get("rerank_pins"))  # fmt: skip
-    model.views_ = Views(base, char, pins.texts, model.top_k)
+        "random_state")}, rerank_pins=params.get("rerank_pins"),
+        cascade_weights=_cascade_weights(params))  # fmt: skip
+    model.views_ = Views(base, char, pins.texts, model.top_k, weights=model.cascade_weights)
     model.classes_, model.reranker_, model.temperature_ = base.classes_, reranker, temperature
     return model
+
+
+def _cascade_weights(params: dict) -> tuple[float, float, float]:
+    """The cascade's weights (a model written before pinid chose them has none: the plain
+    product)."""
+    weights = params.get("cascade_weights", [1.0, 1.0, 1.0])
+    if not (isinstance(weights, list) and len(weights) == 3
+            and all(type(w) in (int, float) and math.isfinite(w) and w >= 0 for w in weights)
+            and any(weights)):  # fmt: skip
+        raise ValueError("cascade_weights must be three finite weights >= 0, not all 0")
+    return tuple(float(w) for w in weights)

@@ -23,13 +23,14 @@ def fit_identifier(
 ) -> tuple[FinalModel, TrainingPins]:
     """Fit on the pins in ``pin_ids``; return the model and its training pins (for evidence).
     ``fits``: where the cross-fitting folds are fitted (default: this process). ``tuned``: the
-    C search that chose ``C``, with its training and validation pins (among ``pin_ids``): its
-    fits at the chosen Cs serve as the fold when the validation pins are enough
+    C search that chose ``C``, with its training and validation pins (among ``pin_ids``): the
+    model takes its cascade's weights (else the plain product), and its fits at the chosen Cs
+    serve as the fold when the validation pins are enough
     (:class:`pinid.models.final_model.HeldOut`); its models and vectors are handed over
     (emptied)."""
     rows = data.rows(pin_ids)
     X, y = data.features.take(rows), data.labels()[rows]
-    held_out = None
+    held_out, weights = None, (1.0, 1.0, 1.0)
     if tuned is not None:
         search, *parts = tuned
         if search.C != C:
@@ -42,9 +43,10 @@ def fit_identifier(
         # rows of X (the dataset's rows ``rows``, in order)
         held_out = HeldOut(search.models, np.searchsorted(rows, fitted_on),
                            np.searchsorted(rows, unseen), search.vectors)  # fmt: skip
-    model = FinalModel(
-        C_text=C["text"], C_char=C["char"], C_image=C["image"], similarity=similarity
-    ).fit(X, y, fits=fits, held_out=held_out)
+        weights = search.cascade
+    model = FinalModel(C_text=C["text"], C_char=C["char"], C_image=C["image"],
+                       cascade_weights=weights, similarity=similarity)  # fmt: skip
+    model.fit(X, y, fits=fits, held_out=held_out)
     return model, TrainingPins.of([data.dataset.pins[i] for i in rows])
 
 
