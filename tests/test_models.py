@@ -425,7 +425,7 @@ class _Fixed:
         return self.proba[rows]
 
 
-def test_the_cascade_leaves_out_a_confident_view_that_pushes_authors_out_of_the_top_k():
+def test_the_cascade_leaves_out_a_confident_view_that_pushes_many_authors_out_of_the_top_k():
     from pinid.models.selection import CASCADE_GRID, choose_cascade
 
     rng = np.random.default_rng(4)
@@ -456,6 +456,12 @@ def test_the_cascade_leaves_out_a_confident_view_that_pushes_authors_out_of_the_
         ranked = top_k(cascade(text, misleading, image, weights=w), k)
         assert recall == np.mean((ranked == y[:, None]).any(axis=1))
         assert accuracy == np.mean(ranked[:, 0] == y)
+    # one pin gained is noise: the plain product stays
+    strong = [view(8.0) for _ in range(3)]
+    strong[1][0] = softmax(-20.0 * author[0])  # the characters' view buries pin 0's author
+    weights, scores = choose(strong)
+    assert weights == CASCADE_GRID[0]
+    assert scores[(1.0, 0.0, 1.0)][0] == 1.0 > scores[weights][0] == 1.0 - 1 / n
     # pins without text: the text views say nothing of them, the misleading one included
     _, scores = choose([text, misleading, image], text_given=np.zeros(n, bool))
     image_only = top_k(image, k)

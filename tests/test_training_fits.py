@@ -172,7 +172,7 @@ def test_fit_identifier_hands_the_C_search_to_the_model_as_its_fold(sample_corpu
     assert tuned.models == {}
     assert model.reranker_ is not None and np.isfinite(model.temperature_)
     assert model.cascade_weights == tuned.cascade == model.views_.weights  # chosen by the search
-    assert tuned.cascade_scores[tuned.cascade] == max(tuned.cascade_scores.values())
+    assert tuned.cascade in tuned.cascade_scores and len(tuned.cascade_scores) == 9
     with pytest.raises(ValueError, match="apart and among"):
         training.fit_identifier(data, train_ids, tuned.C, tuned=(tune_C(data.part(train_ids),
                                 data.part(val_ids)), train_ids, val_ids))  # fmt: skip
