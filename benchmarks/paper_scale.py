@@ -159,7 +159,8 @@ def pinid_default(corpus) -> dict:
     answers = model.identify_features(test_X.texts, test_X.images, test_X.has_image)
     identify_s = time.perf_counter() - started
     right = np.mean([a.user == user for a, user in zip(answers, test_y, strict=True)])
-    return _row(train_s, len(test_y) / identify_s, float(right), "cf_rerank")
+    row = _row(train_s, len(test_y) / identify_s, float(right), "cf_rerank")
+    return {**row, "cascade_weights": list(final.cascade_weights)}  # as the C search chose
 
 
 def _test(model, data, split, train_s: float) -> dict:
