@@ -166,6 +166,14 @@ def test_a_user_with_one_pin_among_few_users_is_fitted():
     assert truth[int(np.flatnonzero(y == "user0")[0])] == -1  # its author is in no candidates
 
 
+@pytest.mark.parametrize("weights", [(0.0, 0.0, 1.0), (1.0, 1.0, 0.0), (1.0, 2.0, 1.0), (1.0,)])
+def test_cascade_weights_that_would_leave_a_modality_out_are_refused(weights):
+    data = _generated(n_users=3, per_user=4)
+    X, y = data.features, [p.user for p in data.dataset.pins]
+    with pytest.raises(ValueError, match="cascade weights"):
+        FinalModel(cascade_weights=weights).fit(X, y)
+
+
 def test_cross_fitting_needs_a_user_with_two_pins():
     data = _generated(n_users=12, per_user=1)
     X, y = data.features, [p.user for p in data.dataset.pins]

@@ -37,6 +37,10 @@ def test_experiment_writes_results_with_every_model_and_key(run_dir):
     assert len(results["per_user_f1"]["cf_ref"]) == 4
     assert set(results["chosen_C"]) == {"text", "char", "image"}
     assert results["final_model"] == "cf_rerank"
+    cascade = results["cascade"]  # each weighting compared on the validation pins
+    assert set(cascade["chosen_weights"]) == {"text", "char", "image"}
+    assert cascade["chosen_weights"] in [c["weights"] for c in cascade["validation"]]
+    assert all(0 <= c["accuracy"] <= c["recall_at_k"] <= 1 for c in cascade["validation"])
     calibration = results["calibration"]
     assert calibration["temperature"] > 0
     assert all(0 <= calibration[k] <= 1 for k in ("ece_cf_ref", "ece_before", "ece_after"))

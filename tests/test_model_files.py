@@ -67,16 +67,24 @@ def test_the_cascade_weights_travel_with_the_model_and_choose_its_candidates(fit
     np.testing.assert_array_equal(fused, cascade(views["text"], views["image"]))
     np.testing.assert_array_equal(candidates, top_k(fused, loaded.top_k))
     assert not np.allclose(fused, cascade(*views.values()))  # the characters' left out
-    del doc["params"]["cascade_weights"]  # a model written before them: the plain product
+    doc["params"]["cascade_weights"] = [1, 0, 1]  # integers are numbers too
+    (folder / "model.json").write_text(json.dumps(doc))
+    assert load_model(folder).model.views_.weights == (1.0, 0.0, 1.0)
+    del doc["params"]["cascade_weights"]  # a re-ranker part of version 1 (before the weights):
+    doc["parts"]["reranker"] = 1  # the plain product
     (folder / "model.json").write_text(json.dumps(doc))
     assert load_model(folder).model.views_.weights == (1.0, 1.0, 1.0)
+    doc["parts"]["reranker"] = 2  # version 2 must give them
+    (folder / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="KeyError: 'cascade_weights'"):
+        load_model(folder)
 
 
 def test_model_json_records_versions_vocabulary_and_training_pins(fitted):
     _, data, folder = fitted
     doc = json.loads((folder / "model.json").read_text())
     assert doc["schema_version"] == 3
-    assert doc["parts"] == {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 1}
+    assert doc["parts"] == {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 2}
     assert {"numpy", "scipy", "scikit-learn"} <= set(doc["library_versions"])
     assert doc["params"]["C_text"] == 10.0 and doc["vocabulary"]
     assert doc["extractor"]["name"] == "efficientnet-lite0" and doc["extractor"]["style"]
@@ -212,6 +220,9 @@ def test_non_finite_weights_are_refused_even_with_a_matching_hash(fitted, tmp_pa
     ("params.cascade_weights", [0, 0, 0]), ("params.cascade_weights", [1, -1, 1]),
     ("params.cascade_weights", [1, float("nan"), 1]), ("params.cascade_weights", [1, "1", 1]),
     ("params.cascade_weights", [1, 1]), ("params.cascade_weights", {"text": 1}),
+    ("params.cascade_weights", [1, 10**400, 1]), ("params.cascade_weights", [1, 1e308, 1]),
+    ("params.cascade_weights", [True, 1, 1]), ("params.cascade_weights", [1, 1, 0]),
+    ("params.cascade_weights", [0, 0, 1]),
 ])  # fmt: skip
 def test_implausible_settings_in_model_json_are_refused(fitted, tmp_path, key, value):
     folder = _copy(fitted[2], tmp_path)
@@ -325,9 +336,9 @@ def test_model_upgrade_rewrites_a_schema_2_folder_once_and_keeps_its_answers(
 def test_a_part_of_a_version_this_pinid_does_not_know_is_refused(fitted, tmp_path, capsys):
     folder = _copy(fitted[2], tmp_path)
     doc = json.loads((folder / "model.json").read_text())
-    doc["parts"]["reranker"] = 2
+    doc["parts"]["reranker"] = 3
     (folder / "model.json").write_text(json.dumps(doc))
-    with pytest.raises(ModelFileError, match="reranker are of version 2"):
+    with pytest.raises(ModelFileError, match="reranker are of version 3"):
         load_model(folder)
     assert main(["model", "upgrade", str(folder)]) == 2
-    assert "reranker are of version 2" in capsys.readouterr().err
+    assert "reranker are of version 3" in capsys.readouterr().err

@@ -425,9 +425,14 @@ class _Fixed:
         return self.proba[rows]
 
 
-def test_the_cascade_leaves_out_a_confident_view_that_pushes_many_authors_out_of_the_top_k():
+@pytest.mark.parametrize("chunk", [2_000_000, 7 * 50])  # one chunk; chunks of 7 pins
+def test_the_cascade_leaves_out_a_confident_view_that_pushes_many_authors_out_of_the_top_k(
+    chunk, monkeypatch
+):
+    from pinid.models import selection
     from pinid.models.selection import CASCADE_GRID, choose_cascade
 
+    monkeypatch.setattr(selection, "CASCADE_CHUNK", chunk)
     rng = np.random.default_rng(4)
     n, users, k = 400, 50, 3
     y = rng.integers(0, users, n)
@@ -440,9 +445,11 @@ def test_the_cascade_leaves_out_a_confident_view_that_pushes_many_authors_out_of
         return softmax(logits, axis=1)
 
     text, misleading, image = view(1.5), view(0.5, wrong=12.0), view(2.0)
+    for proba in (text, misleading, image):
+        proba[-10:] = 1.0 / users  # every user tied: ranked by index, as the model ranks them
     pins, everyone = np.arange(n), np.ones(n, bool)
 
-    def choose(views, text_given: np.ndarray = everyone):
+    def choose(views, text_given: np.ndarray = everyone, y=y):
         views = [_Fixed(p) for p in views]
         return choose_cascade(views, [pins] * 3, [text_given, text_given, everyone], y, k=k)
 
@@ -456,6 +463,12 @@ def test_the_cascade_leaves_out_a_confident_view_that_pushes_many_authors_out_of
         ranked = top_k(cascade(text, misleading, image, weights=w), k)
         assert recall == np.mean((ranked == y[:, None]).any(axis=1))
         assert accuracy == np.mean(ranked[:, 0] == y)
+    ranked = top_k(cascade(text, misleading, image, weights=weights), k)
+    hit = int(np.flatnonzero((ranked == y[:, None]).any(axis=1))[0])
+    stranger = y.copy()
+    stranger[hit] = users  # an author the views do not know: a miss for every cascade
+    _, with_stranger = choose([text, misleading, image], y=stranger)
+    assert with_stranger[weights][0] == pytest.approx(scores[weights][0] - 1 / n)
     # one pin gained is noise: the plain product stays
     strong = [view(8.0) for _ in range(3)]
     strong[1][0] = softmax(-20.0 * author[0])  # the characters' view buries pin 0's author

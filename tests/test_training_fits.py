@@ -15,7 +15,7 @@ from pinid.features.extract import ImageFeatureExtractor
 from pinid.models import final_model
 from pinid.models.final_model import FinalModel
 from pinid.models.io import _arrays
-from pinid.models.selection import VIEW_MODELS, choose_C, select_C, tune_C
+from pinid.models.selection import CASCADE_GRID, VIEW_MODELS, choose_C, select_C, tune_C
 
 
 class Eager:
@@ -168,11 +168,12 @@ def test_fit_identifier_hands_the_C_search_to_the_model_as_its_fold(sample_corpu
     with pytest.raises(ValueError, match="C search"):
         training.fit_identifier(data, every_pin, {**tuned.C, "text": -1.0},
                                 tuned=(tuned, train_ids, val_ids))  # fmt: skip
+    assert tuned.cascade in tuned.cascade_scores and len(tuned.cascade_scores) == len(CASCADE_GRID)
+    tuned.cascade = (1.0, 0.0, 1.0)  # as if the search had chosen them
     model, _ = training.fit_identifier(data, every_pin, tuned.C, tuned=(tuned, train_ids, val_ids))
     assert tuned.models == {}
     assert model.reranker_ is not None and np.isfinite(model.temperature_)
-    assert model.cascade_weights == tuned.cascade == model.views_.weights  # chosen by the search
-    assert tuned.cascade in tuned.cascade_scores and len(tuned.cascade_scores) == 9
+    assert model.cascade_weights == (1.0, 0.0, 1.0) == model.views_.weights
     with pytest.raises(ValueError, match="apart and among"):
         training.fit_identifier(data, train_ids, tuned.C, tuned=(tune_C(data.part(train_ids),
                                 data.part(val_ids)), train_ids, val_ids))  # fmt: skip

@@ -32,7 +32,7 @@ from pinid.models.candidates import (
     candidate_features,
 )
 from pinid.models.fits import Fits, InProcess
-from pinid.models.fusion import cascade
+from pinid.models.fusion import cascade, check_cascade_weights
 from pinid.models.modality import (
     fit_models,
     make_char_model,
@@ -180,8 +180,9 @@ class FinalModel(ClassifierMixin, BaseEstimator):
     C_text, C_char, C_image : float
         Inverse regularisation of each view's logistic regression.
     cascade_weights : tuple of 3 floats
-        Each view's weight (text, char, image) in the cascade that shortlists the candidates:
-        its probabilities raised to it (0: left out). The C search chooses them
+        Each view's weight (text, char, image) in the cascade that shortlists the candidates,
+        in [0, 1]: its probabilities raised to it (0: left out; the image's and one text
+        view's above 0). The C search chooses them
         (:func:`pinid.models.selection.choose_cascade`).
     rerank_alpha : float
         L2 penalty of the re-ranker.
@@ -267,6 +268,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         are let go (its dict emptied) once the fold is scored, so that they are not held beside
         the final views."""
         y = np.asarray(y)
+        check_cascade_weights(self.cascade_weights)
         self.classes_ = np.unique(y)  # as the views' (PaperModel.classes_)
         # the folds' views before the final ones, so that the two are never held together
         if held_out is not None and len(held_out.unseen) >= (self.rerank_pins or len(y) + 1):

@@ -29,6 +29,19 @@ def cascade(*views: np.ndarray, weights: Sequence[float] | None = None) -> np.nd
     return _normalise(product)
 
 
+def check_cascade_weights(weights: Sequence) -> tuple[float, float, float]:
+    """``weights`` of the (text, char, image) cascade as floats, or ValueError: three numbers in
+    [0, 1], the image's above 0 and a text view's above 0, so that a pin with one modality
+    still gets that modality's ranking (a view it lacks contributes ones)."""
+    if not (isinstance(weights, (list, tuple)) and len(weights) == 3
+            and all(type(w) in (int, float) and 0 <= w <= 1 for w in weights)):  # fmt: skip
+        raise ValueError(f"cascade weights must be three numbers in [0, 1], not {weights!r}")
+    text, char, image = (float(w) for w in weights)
+    if image == 0 or text == char == 0:
+        raise ValueError(f"cascade weights {weights!r} leave a modality out")
+    return text, char, image
+
+
 def late(r_text: np.ndarray, r_image: np.ndarray, lam: float) -> np.ndarray:
     """lambda * r_image + (1 - lambda) * r_text."""
     return lam * r_image + (1.0 - lam) * r_text

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pinid.errors import ModelFileError
 from pinid.features import ENGINES
 from pinid.features.specs import FITS, get_spec
 from pinid.models.final_model import N_CANDIDATE_FEATURES, FinalModel, Views
+from pinid.models.fusion import check_cascade_weights
 from pinid.models.modality import make_char_model, make_image_model, make_text_model
 from pinid.models.paper_model import PaperModel
 from pinid.models.reranker import Reranker
@@ -39,7 +39,7 @@ from pinid.models.similarity import SPACES
 from pinid.models.thumbnails import write_thumbnails
 
 SCHEMA_VERSION = 3
-PARTS = {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 1}
+PARTS = {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 2}
 """The version of each part this pinid writes."""
 MODEL_JSON = "model.json"
 ARRAYS = "arrays.npz"
@@ -232,10 +232,10 @@ def load_model(folder: str | Path) -> SavedModel:
 
         words, image, chars = load("words"), load("image"), load("chars")
         training, pins = load("training_pins", len(words.named_steps["tfidf"].vocabulary_))
-        reranker, temperature = load("reranker")
+        reranker, temperature, weights = load("reranker")
         model = _paper_model(doc, classes, words, image, training)
         _check_consistent(model, pins, doc)
-        final = _final_model(doc, model, chars, reranker, temperature, pins)
+        final = _final_model(doc, model, chars, reranker, temperature, weights, pins)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError,
             zipfile.BadZipFile) as exc:  # fmt: skip
         raise _fail(folder, f"inconsistent model files ({type(exc).__name__}: {exc})") from None
@@ -436,7 +436,13 @@ def _reranker_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     temperature = float(doc["temperature"])
     if not np.exp(-4.0) <= temperature <= np.exp(4.0):  # the range fit_temperature searches
         raise ValueError("invalid temperature")
-    return reranker, temperature
+    return reranker, temperature, (1.0, 1.0, 1.0)  # candidates from the plain cascade
+
+
+def _reranker_v2(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
+    """Version 1's, and the weights of the cascade its candidates come from."""
+    reranker, temperature, _ = _reranker_v1(doc, a, classes)
+    return reranker, temperature, check_cascade_weights(doc["params"]["cascade_weights"])
 
 
 _PART_LOADERS = {
@@ -446,6 +452,7 @@ _PART_LOADERS = {
     ("training_pins", 1): _training_pins_v1,
     ("chars", 1): _chars_v1,
     ("reranker", 1): _reranker_v1,
+    ("reranker", 2): _reranker_v2,
 }
 """(part, version) -> its loader; a new version of a part adds a loader here."""
 
@@ -461,27 +468,18 @@ def _paper_model(doc: dict, classes: np.ndarray, words, image, training) -> Pape
 
 
 def _final_model(
-    doc: dict, base: PaperModel, char, reranker: Reranker, temperature: float, pins: TrainingPins
-) -> FinalModel:
-    """The char view, the re-ranker and the temperature around the paper's model ``base``."""
+    doc: dict, base: PaperModel, char, reranker: Reranker, temperature: float,
+    weights: tuple[float, float, float], pins: TrainingPins,
+) -> FinalModel:  # fmt: skip
+    """The char view, the re-ranker and the temperature around the paper's model ``base``,
+    the candidates from the cascade weighted by ``weights``."""
     if not isinstance(doc.get("meta", {}), dict):
         raise ValueError("meta must be an object")
     params = doc["params"]
     model = FinalModel(**{k: params[k] for k in (
         "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
         "random_state")}, rerank_pins=params.get("rerank_pins"),
-        cascade_weights=_cascade_weights(params))  # fmt: skip
-    model.views_ = Views(base, char, pins.texts, model.top_k, weights=model.cascade_weights)
+        cascade_weights=weights)  # fmt: skip
+    model.views_ = Views(base, char, pins.texts, model.top_k, weights=weights)
     model.classes_, model.reranker_, model.temperature_ = base.classes_, reranker, temperature
     return model
-
-
-def _cascade_weights(params: dict) -> tuple[float, float, float]:
-    """The cascade's weights (a model written before pinid chose them has none: the plain
-    product)."""
-    weights = params.get("cascade_weights", [1.0, 1.0, 1.0])
-    if not (isinstance(weights, list) and len(weights) == 3
-            and all(type(w) in (int, float) and math.isfinite(w) and w >= 0 for w in weights)
-            and any(weights)):  # fmt: skip
-        raise ValueError("cascade_weights must be three finite weights >= 0, not all 0")
-    return tuple(float(w) for w in weights)

@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 
 from pinid.features.pin_features import PinFeatures
 from pinid.models.fits import Fits, InProcess
+from pinid.models.fusion import cascade
 from pinid.models.modality import (
     fit_features,
     fit_model,
@@ -25,8 +26,9 @@ from pinid.models.refinement import TOP_K
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 VIEW_MODELS = {"text": make_text_model, "char": make_char_model, "image": make_image_model}
-CASCADE_GRID = tuple((t, c, 1.0) for t in (1.0, 0.5, 0.0) for c in (1.0, 0.5, 0.0))
-"""The cascade's weights (text, char, image) the C search compares; the plain product first."""
+CASCADE_GRID = tuple((t, c, 1.0) for t in (1.0, 0.5, 0.0) for c in (1.0, 0.5, 0.0) if t or c)
+"""The cascade's weights (text, char, image) the C search compares; the plain product first
+(see :func:`pinid.models.fusion.check_cascade_weights`)."""
 CASCADE_Z = 3.0
 """How many standard deviations more pins another cascade must gain than lose to replace the
 plain product (:func:`choose_cascade`)."""
@@ -95,11 +97,12 @@ def tune_C(
         tuned.models[view], tuned.vectors[view] = model, vectors
     if set(views) == set(VIEW_MODELS):
         val_X, val_y = val
-        given = [val_X.has_text, val_X.has_text, val_X.has_image]
-        classifiers = [tuned.models[v][-1] for v in VIEW_MODELS]
+        given = {"text": val_X.has_text, "char": val_X.has_text, "image": val_X.has_image}
+        cascade_views = ("text", "char", "image")  # the order of the weights
         tuned.cascade, tuned.cascade_scores = choose_cascade(
-            classifiers, [searched[v][4] for v in VIEW_MODELS], given, val_y
-        )
+            [tuned.models[v][-1] for v in cascade_views], [searched[v][4] for v in cascade_views],
+            [given[v] for v in cascade_views], val_y,
+        )  # fmt: skip
     return tuned
 
 
@@ -199,8 +202,9 @@ def choose_cascade(
 ) -> tuple[tuple[float, ...], dict[tuple[float, ...], tuple[float, float]]]:  # fmt: skip
     """The weights of :data:`CASCADE_GRID` for the cascade of the views' probabilities
     (``classifiers``, one per view, fitted on the same users, on their ``features`` of pins
-    by ``y``; a view whose modality a pin lacks (``given``) contributes nothing, as in the
-    model), and each weighting's (recall@k, accuracy) on those pins.
+    by ``y``; a view whose modality a pin lacks (``given``) contributes ones, as in the
+    model), and each weighting's (recall@k, accuracy) on those pins, the candidates ranked as
+    the model ranks them (:func:`pinid.models.fusion.cascade`, ties by user index).
 
     The re-ranker sees only the cascade's top ``k``: an author the cascade leaves out is lost.
     With many users a weak but confident view (the characters' at 2,000 users) pushes authors
@@ -216,15 +220,19 @@ def choose_cascade(
     counts = np.zeros((len(CASCADE_GRID), 4))  # recall, accuracy, gained, lost (pins)
     for start in range(0, len(y), chunk):
         rows = np.arange(start, min(start + chunk, len(y)))[known[start : start + chunk]]
-        logs = [
-            np.log(np.maximum(view.predict_proba(X[rows]), np.finfo(float).tiny)) * has[rows, None]
-            for view, X, has in zip(classifiers, features, given, strict=True)
-        ]
+        views = []
+        for view, X, has in zip(classifiers, features, given, strict=True):
+            proba = np.ones((len(rows), len(classes)))
+            present = has[rows]
+            if present.any():
+                proba[present] = view.predict_proba(X[rows[present]])
+            views.append(proba)
         plain = None
         for g, weights in enumerate(CASCADE_GRID):
-            score = sum(w * log for w, log in zip(weights, logs, strict=True) if w)
-            own = score[np.arange(len(rows)), author[rows]][:, None]
-            above = (score > own).sum(axis=1)  # users ranked before the author
+            fused = cascade(*views, weights=weights)
+            own = fused[np.arange(len(rows)), author[rows]][:, None]
+            users = np.arange(len(classes))
+            above = ((fused > own) | ((fused == own) & (users < author[rows, None]))).sum(axis=1)
             hit = above < k
             plain = hit if plain is None else plain  # the grid's first: the plain product
             counts[g] += hit.sum(), (above == 0).sum(), (hit & ~plain).sum(), (plain & ~hit).sum()
