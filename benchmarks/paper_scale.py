@@ -160,7 +160,8 @@ def pinid_default(corpus) -> dict:
     identify_s = time.perf_counter() - started
     right = np.mean([a.user == user for a, user in zip(answers, test_y, strict=True)])
     row = _row(train_s, len(test_y) / identify_s, float(right), "cf_rerank")
-    return {**row, "cascade_weights": list(final.cascade_weights)}  # as the C search chose
+    # as the C search chose (a C of None: the view's users' centroids)
+    return {**row, "C": tuned.C, "cascade_weights": list(final.cascade_weights)}
 
 
 def _test(model, data, split, train_s: float) -> dict:

@@ -177,3 +177,48 @@ def test_fit_identifier_hands_the_C_search_to_the_model_as_its_fold(sample_corpu
     with pytest.raises(ValueError, match="apart and among"):
         training.fit_identifier(data, train_ids, tuned.C, tuned=(tune_C(data.part(train_ids),
                                 data.part(val_ids)), train_ids, val_ids))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_character_view_of_too_many_weights_is_its_users_centroids(sample_corpus, monkeypatch,
+                                                                     tmp_path):  # fmt: skip
+    """Above the limit the characters' search fits its centroids once (C None) while the
+    paper's views keep their grid; pinid.train's path fits the model with them, which is saved
+    and loaded answering alike."""
+    from functools import partial
+
+    from pinid.cli._tables import describe_C
+    from pinid.data import make_split
+    from pinid.models import modality, training
+    from pinid.models.centroids import CentroidClassifier
+    from pinid.models.io import load_model, save_model
+
+    extractor = ImageFeatureExtractor(progress=False)
+    data = prepare(load_dataset(sample_corpus), extractor)
+    split = make_split(data.dataset, 0)
+    train_ids, val_ids = split.ids("train"), split.ids("val")
+    parts = data.part(train_ids), data.part(val_ids)
+    n_grams = len(tune_C(*parts, views=("char",)).models["char"][0].vocabulary_)
+    users = len(np.unique(parts[0][1]))
+    monkeypatch.setattr(modality, "CENTROIDS_ABOVE", n_grams * users - 1)
+    eager = Eager()
+    tuned = tune_C(*parts, fits=eager)
+    assert tuned.C["char"] is None and list(tuned.scores["char"]) == [None]
+    assert None not in (tuned.C["text"], tuned.C["image"])
+    assert [len(items) for items in eager.handed] == [4, 1, 4]  # image, char, text
+    assert isinstance(tuned.models["char"][-1], CentroidClassifier)
+    assert describe_C(tuned.C["char"]) == "centroids"
+
+    monkeypatch.setattr(training, "FinalModel", partial(FinalModel, rerank_pins=1))
+    every_pin = {p.pin_id for p in data.dataset.pins}
+    model, pins = training.fit_identifier(data, every_pin, tuned.C,
+                                          tuned=(tuned, train_ids, val_ids))  # fmt: skip
+    assert model.C_char is None
+    assert isinstance(model.views_.char.named_steps["logistic"], CentroidClassifier)
+    save_model(tmp_path / "model", model, pins, training.extractor_record(extractor))
+    loaded = load_model(tmp_path / "model").model
+    assert loaded.C_char is None
+    X = data.features
+    np.testing.assert_array_equal(loaded.views_.probabilities(X)["char"],
+                                  model.views_.probabilities(X)["char"])  # fmt: skip
+    np.testing.assert_array_equal(loaded.rank(X).users, model.rank(X).users)

@@ -6,6 +6,12 @@ from __future__ import annotations
 from pinid.evaluation.experiment import FINAL, TABLE_ROWS
 
 
+def describe_C(C: float | None) -> str:
+    """A view's C, or "centroids" for a view without one
+    (:func:`pinid.models.modality.uses_centroids`)."""
+    return "centroids" if C is None else f"{C:g}"
+
+
 def format_summary(results: dict) -> str:
     """The run in a few lines: data sizes and chosen C, calibration, unknown users, time."""
     d, t = results["dataset"], results["timings_s"]
@@ -14,7 +20,7 @@ def format_summary(results: dict) -> str:
         f"{d['n_users']} users, {d['n_pins']} pins "
         f"(train {d['n_train']} / val {d['n_val']} / test {d['n_test']}); "
         + "C "
-        + ", ".join(f"{view} {C[view]:g}" for view in C)
+        + ", ".join(f"{view} {describe_C(C[view])}" for view in C)
     ]
     c = results["calibration"]
     lines.append(

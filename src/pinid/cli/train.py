@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pinid._atomic import output_lock
     from pinid.api import train
+    from pinid.cli._tables import describe_C
     from pinid.data import load_dataset
     from pinid.features.extract import ImageFeatureExtractor
 
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     final = model.final
     print(
         f"model of {len(model.users)} users from {len(model.pins.pin_ids)} pins written to "
-        f"{args.out} (C text {final.C_text:g}, characters {final.C_char:g}, "
+        f"{args.out} (C text {final.C_text:g}, characters {describe_C(final.C_char)}, "
         f"image {final.C_image:g})"
     )
     print(rejection_summary(model.meta))

@@ -178,7 +178,9 @@ class FinalModel(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     C_text, C_char, C_image : float
-        Inverse regularisation of each view's logistic regression.
+        Inverse regularisation of each view's logistic regression; ``C_char`` None: the
+        character view is a softmax over the users' centroids
+        (:class:`pinid.models.centroids.CentroidClassifier`).
     cascade_weights : tuple of 3 floats
         Each view's weight (text, char, image) in the cascade that shortlists the candidates,
         in [0, 1]: its probabilities raised to it (0: left out; the image's and one text
@@ -213,7 +215,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         C_text: float = 1.0,
-        C_char: float = 1.0,
+        C_char: float | None = 1.0,
         C_image: float = 1.0,
         cascade_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         rerank_alpha: float = 1e-3,

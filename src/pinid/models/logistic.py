@@ -43,7 +43,34 @@ HISTORY = 5
 (millions for the character view) and more steps saved few iterations."""
 
 
-class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
+class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
+    """A multinomial logistic model's answers from ``coef_`` and ``intercept_``, however they
+    were fitted: the softmax of ``X @ coef_.T + intercept_`` (for two classes, scikit-learn's
+    one margin in (1, d) and (1,) shapes)."""
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = check_array(X, accept_sparse="csr")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features; the model was fitted on {self.n_features_in_}"
+            )
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, X) -> np.ndarray:
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            positive = expit(scores)
+            return np.column_stack([1 - positive, positive])
+        return softmax(scores, axis=1)
+
+    def predict(self, X) -> np.ndarray:
+        scores = self.decision_function(X)
+        return self.classes_[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)]
+
+
+class PreconditionedLogisticRegression(SoftmaxClassifier):
     """``LogisticRegression(C=C)``'s model, fitted by L-BFGS on preconditioned features.
 
     ``tol`` is capped at a quarter of the starting gradient (:func:`capped_tolerance`). For
@@ -139,27 +166,6 @@ class PreconditionedLogisticRegression(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = d
         self.n_iter_ = np.array([result.nit], dtype=np.int32)
         return self
-
-    def decision_function(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = check_array(X, accept_sparse="csr")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features; the model was fitted on {self.n_features_in_}"
-            )
-        scores = np.asarray(X @ self.coef_.T) + self.intercept_
-        return scores[:, 0] if scores.shape[1] == 1 else scores
-
-    def predict_proba(self, X) -> np.ndarray:
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            positive = expit(scores)
-            return np.column_stack([1 - positive, positive])
-        return softmax(scores, axis=1)
-
-    def predict(self, X) -> np.ndarray:
-        scores = self.decision_function(X)
-        return self.classes_[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)]
 
 
 def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:

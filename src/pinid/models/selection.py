@@ -21,6 +21,7 @@ from pinid.models.modality import (
     make_char_model,
     make_image_model,
     make_text_model,
+    uses_centroids,
 )
 from pinid.models.refinement import TOP_K
 
@@ -38,13 +39,14 @@ CASCADE_CHUNK = 2_000_000
 
 @dataclass
 class Tuned:
-    """The C search's outcome per view: the C chosen, the validation accuracy of each C read,
+    """The C search's outcome per view: the C chosen (None: the view's users' centroids,
+    :func:`pinid.models.modality.uses_centroids`), the validation accuracy of each C read,
     the view's model at that C fitted on the training pins (its steps before the classifier
     included) and its steps' output for those pins, which the final model may use as its
     cross-fitting fold (:class:`pinid.models.final_model.HeldOut`)."""
 
-    C: dict[str, float]
-    scores: dict[str, dict[float, float]]
+    C: dict[str, float | None]
+    scores: dict[str, dict[float | None, float]]
     models: dict[str, Pipeline]
     vectors: dict[str, Any]
     cascade: tuple[float, ...] = (1.0, 1.0, 1.0)
@@ -65,7 +67,9 @@ def tune_C(
 
     A view's steps before its classifier (the tf-idf dictionary and weights, the image
     blocks' scaling) do not depend on C: they are fitted once on the training pins, and
-    every C fits only the classifier on their output, as the whole model's fit would.
+    every C fits only the classifier on their output, as the whole model's fit would. A view
+    whose classifier is its users' centroids (too many weights for a regression:
+    :func:`pinid.models.modality.uses_centroids`) has nothing to search: its C is None.
 
     ``fits`` says where the fits run (default: this process, the views side by side, each
     view's C when its search reaches it). On a cluster every view's Cs are submitted at once;
@@ -75,10 +79,12 @@ def tune_C(
     When every view is searched, the weights of their cascade are then chosen on the same
     validation pins (:func:`choose_cascade`)."""
     fits = fits or InProcess()
-    grid = sorted(C_GRID)
 
-    def search(view: str) -> tuple[float, dict[float, float], Pipeline, Any, Any]:
+    def search(view: str) -> tuple[float | None, dict, Pipeline, Any, Any]:
         steps, *features = _view_features(view, train, val)
+        users = len(np.unique(features[1]))
+        # None: the view's users' centroids, which have no C
+        grid = [None] if uses_centroids(view, features[0].shape[1], users) else sorted(C_GRID)
         shared = [fits.share(part) for part in features]
         best: dict = {}
         # on a cluster: the Cs the search did not reach are cancelled when it closes
@@ -111,7 +117,7 @@ _LONGEST_FIRST = ("image", "char", "text")
 longest starts first when they run side by side."""
 
 
-def _keeping_the_best(grid: Sequence[float], results: Iterable, best: dict) -> Iterator:
+def _keeping_the_best(grid: Sequence[float | None], results: Iterable, best: dict) -> Iterator:
     """``(C, accuracy)`` of each fit read, in ``best`` the C and model of the best so far (the
     first of equals: the smallest C, as :func:`choose_C` chooses), and no other model."""
     for C, (accuracy, model) in zip(grid, results, strict=True):
@@ -140,12 +146,12 @@ def _accuracy(view_C: tuple[str, float], X_train, y_train: np.ndarray, X_val,
     """Validation accuracy of one view's classifier fitted with one C on the view's features,
     and that classifier."""
     view, C = view_C
-    return _fit_and_score(VIEW_MODELS[view]()[-1:], C, X_train, y_train, X_val, y_val)
+    return _fit_and_score(VIEW_MODELS[view](C)[-1:], X_train, y_train, X_val, y_val)
 
 
-def _fit_and_score(model: Pipeline, C: float, X_train, y_train, X_val,
+def _fit_and_score(model: Pipeline, X_train, y_train, X_val,
                    y_val) -> tuple[float, Pipeline]:  # fmt: skip
-    candidate = fit_model(clone(model).set_params(logistic__C=C), X_train, y_train)
+    candidate = fit_model(model, X_train, y_train)
     return float(np.mean(candidate.predict(X_val) == y_val)), candidate
 
 
@@ -160,11 +166,12 @@ def select_C(
     """The C of ``grid`` with the best validation accuracy (ties: the smaller C), and the
     scores of the Cs fitted (see :func:`choose_C`), fitted in this process."""
     grid = sorted(grid)
-    scores = (_fit_and_score(model, C, X_train, y_train, X_val, y_val)[0] for C in grid)
+    scores = (_fit_and_score(clone(model).set_params(logistic__C=C), X_train, y_train, X_val,
+                             y_val)[0] for C in grid)  # fmt: skip
     return choose_C(zip(grid, scores, strict=True))
 
 
-def choose_C(scores: Iterable[tuple[float, float]]) -> tuple[float, dict[float, float]]:
+def choose_C(scores: Iterable[tuple[Any, float]]) -> tuple[Any, dict[Any, float]]:
     """The best C of ``(C, validation accuracy)`` pairs by increasing C (ties: the smaller C),
     and the scores read.
 
@@ -177,12 +184,12 @@ def choose_C(scores: Iterable[tuple[float, float]]) -> tuple[float, dict[float, 
     gradient tolerance that the C=10 solution already meets for C=100, so a warm path's
     models differ from cold fits and choose worse.
     """
-    read: dict[float, float] = {}
+    read: dict = {}
     for C, score in scores:
         read[C] = score
         if past_the_peak(list(read.values())):
             break
-    best = max(read, key=lambda C: (read[C], -C))
+    best = max(read, key=read.__getitem__)  # the first of equals: the smaller C
     return best, read
 
 

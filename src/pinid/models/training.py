@@ -15,7 +15,7 @@ from pinid.models.selection import Tuned
 def fit_identifier(
     data: PreparedData,
     pin_ids: set[str],
-    C: dict[str, float],
+    C: dict[str, float | None],
     similarity: str = "joint",
     *,
     fits: Fits | None = None,
