@@ -103,6 +103,39 @@ def test_the_api_answers_like_the_model_it_saved(demo_like, sample_corpus):
     assert [a.model_dump() for a in after] == [a.model_dump() for a in before]
 
 
+def test_a_batch_answered_in_chunks_gets_the_answers_of_one_batch(
+    demo_like, sample_corpus, tmp_path, monkeypatch
+):
+    """Chunks of 3 pins (a chunk's pins x users bounded), with unusable pins among them: the
+    same answers, their probabilities to float32 rounding (the products' shapes differ)."""
+    from pinid import api
+
+    pins = [json.loads(line) for line in sample_corpus.read_text().splitlines()][:8]
+    texts = [p["text"] for p in pins] + ["※※※ ¶¶¶", None]
+    images = [sample_corpus.parent / p["image"] for p in pins] + [None, tmp_path / "gone.png"]
+    whole = demo_like.identify_many(texts, images)
+    monkeypatch.setattr(api, "ANSWER_SCORES", 3 * len(demo_like.users))
+    chunked = demo_like.identify_many(texts, images)
+    numbers = ("probability", "text_prob", "image_prob")
+    for one, other in zip(chunked, whole, strict=True):
+        a, b = one.model_dump(), other.model_dump()
+        np.testing.assert_allclose(_numbers(a, numbers), _numbers(b, numbers), rtol=1e-4)
+        assert _without(a, numbers) == _without(b, numbers)
+    assert chunked[-2].candidates == [] and "unreadable" in chunked[-1].image_error
+    assert len(chunked) == 10 and all(a.candidates for a in chunked[:8])
+
+
+def _numbers(answer: dict, fields: tuple[str, ...]) -> list[float]:
+    rows = [answer, *answer["candidates"]]
+    values = [row[f] for row in rows for f in fields if f in row]
+    return [np.nan if v is None else v for v in values]
+
+
+def _without(answer: dict, fields: tuple[str, ...]) -> dict:
+    drop = lambda row: {k: v for k, v in row.items() if k not in fields}  # noqa: E731
+    return {**drop(answer), "candidates": [drop(c) for c in answer["candidates"]]}
+
+
 def test_identify_names_what_it_could_not_use(demo_like, tmp_path):
     with pytest.raises(DataError, match="give a text, an image or both"):
         demo_like.identify()
