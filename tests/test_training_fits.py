@@ -187,11 +187,11 @@ def test_a_character_view_of_too_many_weights_is_its_users_centroids(sample_corp
     and loaded answering alike."""
     from functools import partial
 
-    from pinid.cli._tables import describe_C
     from pinid.data import make_split
     from pinid.models import modality, training
     from pinid.models.centroids import CentroidClassifier
     from pinid.models.io import load_model, save_model
+    from pinid.models.modality import describe_C
 
     extractor = ImageFeatureExtractor(progress=False)
     data = prepare(load_dataset(sample_corpus), extractor)

@@ -50,9 +50,9 @@ NOTHING_KNOWN = "nothing the model knows; text not used"
 ANSWER_SCORES = 8_000_000
 """Pins x users a batch is answered in at once (each view's probabilities, float64: 64 MB):
 the views, the cascade and the ranks are pins x users arrays, so a large batch of a model of
-many users would hold GBs; at 2,000 users chunks of 4,000 pins answered 1.3 times faster
-than 10,000 pins at once. The answers are the same but for float32 rounding of the
-probabilities (2.6e-5 relative at most, measured on the sample corpus)."""
+many users would hold GBs (100,000 pins at 2,000 users: 1.6 GB an array). The answers are the
+same but for float32 rounding of the probabilities (2.6e-5 relative at most, measured on the
+sample corpus)."""
 
 
 class Model:

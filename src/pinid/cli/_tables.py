@@ -4,12 +4,7 @@ from ``results.json``'s dict."""
 from __future__ import annotations
 
 from pinid.evaluation.experiment import FINAL, TABLE_ROWS
-
-
-def describe_C(C: float | None) -> str:
-    """A view's C, or "centroids" for a view without one
-    (:func:`pinid.models.modality.uses_centroids`)."""
-    return "centroids" if C is None else f"{C:g}"
+from pinid.models.modality import describe_C
 
 
 def format_summary(results: dict) -> str:

@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pinid._atomic import output_lock
     from pinid.api import train
-    from pinid.cli._tables import describe_C
     from pinid.data import load_dataset
     from pinid.features.extract import ImageFeatureExtractor
+    from pinid.models.modality import describe_C
 
     with output_lock(args.out):  # a second `pinid train --out` of the same folder refuses
         dataset = load_dataset(args.data)

@@ -173,7 +173,8 @@ def run_experiment(
         "linking": linking,
         "chosen_C": chosen,
         "validation_accuracy": {
-            m: {str(c): a for c, a in s.items()} for m, s in validation.items()
+            m: {"centroids" if c is None else str(c): a for c, a in s.items()}
+            for m, s in validation.items()
         },
         "cascade": {  # the default model's candidates: each cascade's validation recall@k
             "chosen_weights": dict(zip(VIEWS, tuned.cascade, strict=True)),

@@ -18,14 +18,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp
 from sklearn.utils.validation import check_X_y
 
 from pinid.models.logistic import SoftmaxClassifier
 
 SCALE_SCORES = 20_000_000
-"""Pin x user scores the scale's search holds at once (float32: 80 MB): it reads evenly
-spaced training pins, as many as fit, not every one."""
+"""Pin x user scores the scale's search holds at once (float32: 80 MB, and one buffer as
+large): it reads that many pins' worth, drawn at random (seeded), not every training pin."""
 MAX_SCALE = 1_000.0
 
 
@@ -53,16 +52,16 @@ class CentroidClassifier(SoftmaxClassifier):
             raise ValueError("need two or more classes")
         members = sp.csr_matrix((np.ones(n, np.float32), (labels, np.arange(n))), shape=(k, n))
         sums = members @ X
-        centroids = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+        # feature-major, as the logistic's weights, so that ``X @ centroids.T`` copies nothing
+        centroids = sums.toarray(order="F") if sp.issparse(sums) else np.asfortranarray(sums)
+        del sums
         norms = np.sqrt(np.einsum("ij,ij->i", centroids, centroids, dtype=np.float64))
         centroids /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
         self.scale_ = _leave_one_out_scale(X, labels, centroids, norms)
-        weights = np.asfortranarray(centroids)  # feature-major, as the logistic's
-        del centroids
-        weights *= np.float32(self.scale_)
+        centroids *= np.float32(self.scale_)
         if k == 2:  # scikit-learn's shape for two classes: the second class's margin
-            weights = np.asfortranarray(weights[1:] - weights[:1])
-        self.coef_ = weights
+            centroids = np.asfortranarray(centroids[1:] - centroids[:1])
+        self.coef_ = centroids
         self.intercept_ = np.zeros(1 if k == 2 else k)
         self.n_features_in_ = d
         return self
@@ -70,22 +69,34 @@ class CentroidClassifier(SoftmaxClassifier):
 
 def _leave_one_out_scale(X, labels: np.ndarray, centroids: np.ndarray,
                          norms: np.ndarray) -> float:  # fmt: skip
-    """The scale minimising the mean log-loss of evenly spaced training pins, each scored
-    against its own user's centroid without it: ``x·(S - x) / |S - x|`` for the user's sum
-    ``S`` (0 where nothing is left), the other users' centroids as they are."""
-    rows = np.arange(0, X.shape[0], max(1, -(-X.shape[0] * len(centroids) // SCALE_SCORES)))
+    """The scale minimising the mean log-loss of the training pins (a seeded sample beyond
+    :data:`SCALE_SCORES` scores), each scored against its own user's centroid without it:
+    ``x·(S - x) / |S - x|`` for the user's sum ``S`` (0 where nothing is left), the other
+    users' centroids as they are."""
+    n = X.shape[0]
+    rows = np.arange(n)
+    if n * len(centroids) > SCALE_SCORES:  # seeded: the same model from the same pins
+        size = max(1, SCALE_SCORES // len(centroids))
+        rows = np.sort(np.random.default_rng(0).choice(n, size, replace=False))
     sample, own_user = X[rows], labels[rows]
-    scores = np.asarray(sample @ centroids.T, np.float64)
+    scores = np.asarray(sample @ centroids.T, np.float32)
     picked = np.arange(len(rows)), own_user
     squares = sample.multiply(sample).sum(axis=1) if sp.issparse(sample) else (sample**2).sum(1)
     squares = np.asarray(squares, np.float64).ravel()
     with_own = scores[picked] * norms[own_user]  # x·S
     rest = np.sqrt(np.maximum(norms[own_user] ** 2 - 2 * with_own + squares, 0.0))
-    left = rest > 1e-6 * np.maximum(norms[own_user], 1.0)
-    scores[picked] = np.where(left, (with_own - squares) / np.where(left, rest, 1.0), 0.0)
-    own = scores[picked]
+    # nothing left but float32 rounding of the sum (about 1e-7 of it a term)
+    left = rest > 1e-3 * np.maximum(norms[own_user], 1.0)
+    own = np.where(left, (with_own - squares) / np.where(left, rest, 1.0), 0.0)
+    scores[picked] = own
+    buffer = np.empty_like(scores)
 
     def log_loss(scale: float) -> float:
-        return float(np.mean(logsumexp(scale * scores, axis=1) - scale * own))
+        z = np.multiply(scores, np.float32(scale), out=buffer)
+        top = z.max(axis=1, keepdims=True)
+        z -= top
+        np.exp(z, out=z)
+        totals = z.sum(axis=1, dtype=np.float64)
+        return float(np.mean(np.log(totals) + top[:, 0] - scale * own))
 
     return float(minimize_scalar(log_loss, bounds=(0.0, MAX_SCALE), method="bounded").x)

@@ -50,6 +50,11 @@ def make_char_model(C: float | None = 1.0) -> Pipeline:
     return Pipeline([("tfidf", make_char_vectorizer()), ("logistic", classifier)])
 
 
+def describe_C(C: float | None) -> str:
+    """A view's C, or "centroids" for a view without one (:func:`uses_centroids`)."""
+    return "centroids" if C is None else f"{C:g}"
+
+
 def uses_centroids(view: str, n_features: int, n_users: int) -> bool:
     """Whether a view's classifier is its users' centroids rather than a logistic regression:
     the character view's, once it has over :data:`CENTROIDS_ABOVE` weights.

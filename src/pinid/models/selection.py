@@ -141,7 +141,7 @@ def _view_features(
     return steps, features, train_y, steps.transform(inputs(val_X)), val_y
 
 
-def _accuracy(view_C: tuple[str, float], X_train, y_train: np.ndarray, X_val,
+def _accuracy(view_C: tuple[str, float | None], X_train, y_train: np.ndarray, X_val,
               y_val: np.ndarray) -> tuple[float, Pipeline]:  # fmt: skip
     """Validation accuracy of one view's classifier fitted with one C on the view's features,
     and that classifier."""
