@@ -222,7 +222,9 @@ def test_non_finite_weights_are_refused_even_with_a_matching_hash(fitted, tmp_pa
     ("params.cascade_weights", [1, 1]), ("params.cascade_weights", {"text": 1}),
     ("params.cascade_weights", [1, 10**400, 1]), ("params.cascade_weights", [1, 1e308, 1]),
     ("params.cascade_weights", [True, 1, 1]), ("params.cascade_weights", [1, 1, 0]),
-    ("params.cascade_weights", [0, 0, 1]),
+    ("params.cascade_weights", [0, 0, 1]), ("params.C_char", "abc"), ("params.C_char", True),
+    ("params.C_text", None), ("params.C_text", 0), ("params.C_image", [1]),
+    ("params.C_image", -1.0),
 ])  # fmt: skip
 def test_implausible_settings_in_model_json_are_refused(fitted, tmp_path, key, value):
     folder = _copy(fitted[2], tmp_path)

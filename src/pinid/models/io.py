@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -476,6 +477,7 @@ def _final_model(
     if not isinstance(doc.get("meta", {}), dict):
         raise ValueError("meta must be an object")
     params = doc["params"]
+    _check_C(params)
     model = FinalModel(**{k: params[k] for k in (
         "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
         "random_state")}, rerank_pins=params.get("rerank_pins"),
@@ -483,3 +485,15 @@ def _final_model(
     model.views_ = Views(base, char, pins.texts, model.top_k, weights=weights)
     model.classes_, model.reranker_, model.temperature_ = base.classes_, reranker, temperature
     return model
+
+
+def _check_C(params: dict) -> None:
+    """Each view's C a positive number, the character view's possibly None (its users'
+    centroids): a C is not used once the model is fitted, but a stranger's value would travel
+    on into the model's parameters."""
+    for name in ("C_text", "C_char", "C_image"):
+        C = params[name]
+        if C is None and name == "C_char":
+            continue
+        if type(C) not in (int, float) or not 0 < C < math.inf:
+            raise ValueError(f"{name} must be a positive number, not {C!r}")
