@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize_scalar
 from sklearn.utils.validation import check_X_y
 
-from pinid.models.logistic import SoftmaxClassifier
+from pinid.models.logistic import SoftmaxClassifier, user_sums
 
 SCALE_SCORES = 20_000_000
 """Pin x user scores the scale's search holds at once (float32: 80 MB, and one buffer as
@@ -47,14 +47,11 @@ class CentroidClassifier(SoftmaxClassifier):
     def fit(self, X, y: np.ndarray) -> CentroidClassifier:
         X, y = check_X_y(X, y, accept_sparse="csr", dtype=np.float32, order="C")  # finite
         self.classes_, labels = np.unique(y, return_inverse=True)
-        k, (n, d) = len(self.classes_), X.shape
+        k, d = len(self.classes_), X.shape[1]
         if k < 2:
             raise ValueError("need two or more classes")
-        members = sp.csr_matrix((np.ones(n, np.float32), (labels, np.arange(n))), shape=(k, n))
-        sums = members @ X
         # feature-major, as the logistic's weights, so that ``X @ centroids.T`` copies nothing
-        centroids = sums.toarray(order="F") if sp.issparse(sums) else np.asfortranarray(sums)
-        del sums
+        centroids = user_sums(X, labels, k, order="F")
         norms = np.sqrt(np.einsum("ij,ij->i", centroids, centroids, dtype=np.float64))
         centroids /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
         self.scale_ = _leave_one_out_scale(X, labels, centroids, norms)

@@ -274,12 +274,18 @@ def capped_tolerance(tol: float, features, labels: np.ndarray) -> float:
     reduction of the gradient.
     """
     classes, index = np.unique(np.asarray(labels), return_inverse=True)
-    n = features.shape[0]
-    # float32 features stay float32 (no float64 copy of them); integers become floats
-    ones = np.ones(n, dtype=np.result_type(features.dtype, np.float32))
-    per_user = sp.csr_matrix((ones, (index, np.arange(n))), shape=(len(classes), n))
-    user_sums = per_user @ features
-    user_sums = user_sums.toarray() if sp.issparse(user_sums) else np.asarray(user_sums)
     total = np.asarray(features.sum(axis=0)).ravel()
-    start = float(np.abs(total / len(classes) - user_sums).max() / n)
+    sums = user_sums(features, index, len(classes))
+    start = float(np.abs(total / len(classes) - sums).max() / features.shape[0])
     return min(tol, start / 4)
+
+
+def user_sums(features, index: np.ndarray, n_users: int, order: str = "C") -> np.ndarray:
+    """Each user's pins' features summed: (users, features), dense in ``order``; ``index``
+    each pin's user, 0 to ``n_users`` - 1. Float32 features stay float32 (no float64 copy of
+    them); integers become floats."""
+    n = features.shape[0]
+    ones = np.ones(n, dtype=np.result_type(features.dtype, np.float32))
+    members = sp.csr_matrix((ones, (index, np.arange(n))), shape=(n_users, n))
+    sums = members @ features
+    return sums.toarray(order=order) if sp.issparse(sums) else np.asarray(sums, order=order)
