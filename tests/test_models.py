@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from scipy.special import softmax
 from sklearn.utils.estimator_checks import check_no_attributes_set_in_init
 
-from pinid.models.fusion import cascade, late
+from pinid.models.fusion import cascade, given_or_ones, late
 from pinid.models.ranking import top_k
 from pinid.models.refinement import SimilarityRefiner
 from pinid.models.similarity import cosine, make_space
@@ -34,6 +34,33 @@ def test_a_weighted_cascade_raises_each_view_to_its_weight_and_zero_leaves_it_ou
                                cascade(text, image))  # fmt: skip
     halved = cascade(text, char, image, weights=(0.5, 0.5, 1.0))
     np.testing.assert_allclose(halved, cascade(np.sqrt(text * char), image))
+
+
+def test_the_cascade_leaves_its_views_as_they_were():
+    rng = np.random.default_rng(4)
+    views = [softmax(rng.normal(size=(5, 7)), axis=1) for _ in range(3)]
+    before = [v.copy() for v in views]
+    for weights in [(1.0, 1.0, 1.0), (0.0, 0.5, 1.0), (1.0, 0.0, 0.5)]:
+        fused = cascade(*views, weights=weights)
+        assert not any(np.shares_memory(fused, v) for v in views)
+        for view, kept in zip(views, before, strict=True):
+            np.testing.assert_array_equal(view, kept)
+
+
+def test_a_view_a_pin_lacks_contributes_ones_and_is_not_asked_when_no_pin_has_it():
+    asked = []
+
+    def proba() -> np.ndarray:
+        asked.append(1)
+        return np.full((2, 3), 0.25)
+
+    some = given_or_ones(proba, np.array([True, False, True]), 3)
+    np.testing.assert_array_equal(some, [[0.25] * 3, [1.0] * 3, [0.25] * 3])
+    np.testing.assert_array_equal(given_or_ones(proba, np.array([True, True]), 3), proba())
+    asked.clear()
+    np.testing.assert_array_equal(given_or_ones(proba, np.array([False, False]), 3),
+                                  np.ones((2, 3)))  # fmt: skip
+    assert not asked
 
 
 def test_late_fusion_weights_image_by_lambda():
@@ -402,12 +429,13 @@ def test_many_users_still_get_fitted_views():
         assert np.mean(fitted.predict(X_test) == y_test) > 0.4
 
 
-def test_ranks_of_candidates_are_their_places_in_a_stable_sort_of_the_row():
+@pytest.mark.parametrize("n_users", [1, 8, 25])
+def test_ranks_of_candidates_are_their_places_in_a_stable_sort_of_the_row(n_users):
     from pinid.models.candidates import ranks_of
 
     rng = np.random.default_rng(0)
-    scores = rng.integers(0, 4, (40, 25)).astype(float)  # many ties: the first user first
-    users = np.argsort(rng.random((40, 25)), axis=1)[:, :6]
+    scores = rng.integers(0, 4, (40, n_users)).astype(float)  # many ties: the first user first
+    users = np.argsort(rng.random((40, n_users)), axis=1)[:, :6]
     order = np.argsort(-scores, axis=1, kind="stable")
     places = np.argsort(order, axis=1)  # each user's place in its row's order
     expected = np.take_along_axis(places, users, axis=1)

@@ -364,22 +364,43 @@ def _second_moment(rows: np.ndarray, block: int = 4096) -> np.ndarray:
     return moment
 
 
-def ranks_of(scores: np.ndarray, users: np.ndarray, block: int = 1 << 24) -> np.ndarray:
+def ranks_of(scores: np.ndarray, users: np.ndarray, block: int = 1 << 23) -> np.ndarray:
     """The rank of each of ``users`` (n, k) in its row of ``scores`` (0 = the highest; among
-    equal scores, the first user ranks higher), counted in blocks of rows holding at most
-    ``block`` comparisons: sorting every row ranked every user and cost more than the search
-    of a small batch."""
+    equal scores, the first user ranks higher), from each row sorted once and searched, in
+    blocks of rows holding at most ``block`` scores: comparing every user with each
+    candidate cost 1.0 s of 10,000 pins' answers at 2,000 users, three times this."""
     n, k = users.shape
+    m = scores.shape[1]
     out = np.empty((n, k), np.int64)
-    step = max(1, block // max(k * scores.shape[1], 1))
-    index = np.arange(scores.shape[1])
+    step = max(1, block // max(m, 1))
     for begin in range(0, n, step):
         rows = slice(begin, begin + step)
-        mine = np.take_along_axis(scores[rows], users[rows], axis=1)[:, :, None]
-        everyone = scores[rows, None, :]
-        ahead = (everyone > mine) | ((everyone == mine) & (index < users[rows, :, None]))
-        out[rows] = ahead.sum(axis=2)
+        mine = np.take_along_axis(scores[rows], users[rows], axis=1)
+        ordered = np.sort(scores[rows], axis=1)
+        at_most = _count_at_most(ordered, mine)
+        out[rows] = m - at_most  # the users scoring higher
+        # another user with the same score sorts just below this one's; such ties are rare,
+        # and looked up one by one
+        below = np.take_along_axis(ordered, np.maximum(at_most - 2, 0), axis=1)
+        for i, j in zip(*np.nonzero((at_most > 1) & (below == mine)), strict=True):
+            user, row = users[begin + i, j], scores[begin + i]
+            out[begin + i, j] += np.count_nonzero(row[:user] == row[user])
     return out
+
+
+def _count_at_most(ordered: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """How many entries of each row of ``ordered`` (sorted) are at most each of that row's
+    ``values``: every row's binary searches at once, a power of two a step."""
+    m = ordered.shape[1]
+    count = np.zeros(values.shape, np.int64)
+    step = 1 << (m.bit_length() - 1) if m else 0
+    while step:
+        further = count + step
+        fits = further <= m
+        at = np.take_along_axis(ordered, np.minimum(further, m) - 1, axis=1)
+        count = np.where(fits & (at <= values), further, count)
+        step //= 2
+    return count
 
 
 def candidate_features(

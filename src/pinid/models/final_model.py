@@ -32,7 +32,7 @@ from pinid.models.candidates import (
     candidate_features,
 )
 from pinid.models.fits import Fits, InProcess
-from pinid.models.fusion import cascade, check_cascade_weights
+from pinid.models.fusion import cascade, check_cascade_weights, given_or_ones
 from pinid.models.modality import (
     fit_models,
     make_char_model,
@@ -43,6 +43,7 @@ from pinid.models.paper_model import PaperModel
 from pinid.models.ranking import top_k
 from pinid.models.refinement import TOP_K
 from pinid.models.reranker import Reranker, calibrated, fit_temperature
+from pinid.models.threads import blas_threads, side_by_side
 
 N_FOLDS = 5
 RERANK_PINS = 10_000
@@ -131,13 +132,21 @@ class Views:
     def probabilities(
         self, X: PinFeatures, encoded: Encoded | None = None
     ) -> dict[str, np.ndarray]:
-        """r_text, r_char and r_image; a modality not given contributes ones."""
+        """r_text, r_char and r_image; a modality not given contributes ones. The character
+        view's sparse product (one thread) runs beside the others where BLAS has threads to
+        spare."""
         encoded = encoded or self.encode(X)
-        r_text, r_image = self.base.modality_proba(X, encoded.words, encoded.images)
-        r_char = np.ones_like(r_text)
-        if X.has_text.any():
-            chars = encoded.chars[X.has_text]
-            r_char[X.has_text] = self.char.named_steps["logistic"].predict_proba(chars)
+        char_model = self.char.named_steps["logistic"]
+
+        def char() -> np.ndarray:
+            return given_or_ones(lambda: char_model.predict_proba(encoded.chars[X.has_text]),
+                                 X.has_text, len(self.base.classes_))  # fmt: skip
+
+        def paper() -> tuple[np.ndarray, np.ndarray]:
+            return self.base.modality_proba(X, encoded.words, encoded.images)
+
+        r_char, (r_text, r_image) = side_by_side(lambda view: view(), [char, paper],
+                                                 blas_threads())  # fmt: skip
         return {"text": r_text, "char": r_char, "image": r_image}
 
     def shortlist(

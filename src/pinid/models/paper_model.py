@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
 
 from pinid.features.pin_features import PinFeatures
-from pinid.models.fusion import cascade
+from pinid.models.fusion import cascade, given_or_ones
 from pinid.models.modality import fit_models, make_image_model, make_text_model
 from pinid.models.refinement import TOP_K, Refined, SimilarityRefiner
 from pinid.models.similarity import make_space
@@ -112,23 +112,20 @@ class PaperModel(ClassifierMixin, BaseEstimator):
 
         ``text_vectors`` and ``image_vectors`` (of all of ``X``'s pins) save computing them
         again."""
-        n, m = len(X), len(self.classes_)
-        r_text, r_image = np.ones((n, m)), np.ones((n, m))
-        if X.has_text.any():
-            vectors = (
-                self.text_vectors(_present(X.texts, X.has_text))
-                if text_vectors is None
-                else _present(text_vectors, X.has_text)
-            )
-            r_text[X.has_text] = self.text_model_.named_steps["logistic"].predict_proba(vectors)
-        if X.has_image.any():
-            vectors = (
-                self.image_vectors(_present(X.images, X.has_image))
-                if image_vectors is None
-                else _present(image_vectors, X.has_image)
-            )
-            r_image[X.has_image] = self.image_model_.named_steps["logistic"].predict_proba(vectors)
-        return r_text, r_image
+
+        def text_proba() -> np.ndarray:
+            vectors = (self.text_vectors(_present(X.texts, X.has_text)) if text_vectors is None
+                       else _present(text_vectors, X.has_text))  # fmt: skip
+            return self.text_model_.named_steps["logistic"].predict_proba(vectors)
+
+        def image_proba() -> np.ndarray:
+            vectors = (self.image_vectors(_present(X.images, X.has_image))
+                       if image_vectors is None
+                       else _present(image_vectors, X.has_image))  # fmt: skip
+            return self.image_model_.named_steps["logistic"].predict_proba(vectors)
+
+        m = len(self.classes_)
+        return given_or_ones(text_proba, X.has_text, m), given_or_ones(image_proba, X.has_image, m)
 
     def predict_proba(self, X: PinFeatures) -> np.ndarray:
         """The cascade's per-user scores (phase 1), renormalised to sum to one per pin."""
