@@ -222,3 +222,46 @@ def test_a_character_view_of_too_many_weights_is_its_users_centroids(sample_corp
     np.testing.assert_array_equal(loaded.views_.probabilities(X)["char"],
                                   model.views_.probabilities(X)["char"])  # fmt: skip
     np.testing.assert_array_equal(loaded.rank(X).users, model.rank(X).users)
+
+
+@pytest.mark.slow
+def test_with_many_users_the_default_models_image_view_is_fitted_over_shortlists(
+    sample_corpus, monkeypatch, tmp_path
+):
+    """Above the limit the default model's image search and final fit run over shortlists,
+    the paper's search keeps the full regression; the model is saved and loaded answering
+    alike."""
+    from functools import partial
+
+    from pinid.data import make_split
+    from pinid.models import shortlist, training
+    from pinid.models.io import load_model, save_model
+    from pinid.models.logistic import PreconditionedLogisticRegression
+    from pinid.models.shortlist import ShortlistLogisticRegression
+
+    extractor = ImageFeatureExtractor(progress=False)
+    data = prepare(load_dataset(sample_corpus), extractor)
+    split = make_split(data.dataset, 0)
+    train_ids, val_ids = split.ids("train"), split.ids("val")
+    parts = data.part(train_ids), data.part(val_ids)
+    monkeypatch.setattr(shortlist, "SHORTLIST_ABOVE", 0)
+    monkeypatch.setattr(shortlist, "SHORTLIST", 3)
+    paper = tune_C(*parts, views=("image",), shortlisted=False).models["image"][-1]
+    assert type(paper) is PreconditionedLogisticRegression
+    tuned = tune_C(*parts)
+    searched = tuned.models["image"][-1]
+    assert isinstance(searched, ShortlistLogisticRegression)
+    assert not np.allclose(searched.coef_, paper.coef_)  # a different fit: shortlists of 3
+
+    monkeypatch.setattr(training, "FinalModel", partial(FinalModel, rerank_pins=1))
+    every_pin = {p.pin_id for p in data.dataset.pins}
+    model, pins = training.fit_identifier(data, every_pin, tuned.C,
+                                          tuned=(tuned, train_ids, val_ids))  # fmt: skip
+    image = model.views_.base.image_model_.named_steps["logistic"]
+    assert isinstance(image, ShortlistLogisticRegression)
+    save_model(tmp_path / "model", model, pins, training.extractor_record(extractor))
+    loaded = load_model(tmp_path / "model").model
+    X = data.features
+    np.testing.assert_array_equal(loaded.views_.probabilities(X)["image"],
+                                  model.views_.probabilities(X)["image"])  # fmt: skip
+    np.testing.assert_array_equal(loaded.rank(X).users, model.rank(X).users)

@@ -247,7 +247,8 @@ class FinalModel(ClassifierMixin, BaseEstimator):
 
     def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
         texts = list(X.texts)
-        models = fit_models({"image": (make_image_model(self.C_image), X.images),
+        image = make_image_model(self.C_image, shortlisted=True)
+        models = fit_models({"image": (image, X.images),
                              "char": (make_char_model(self.C_char), texts),
                              "text": (make_text_model(self.C_text), texts)}, y)  # fmt: skip
         return self._views_of(models, X, y)

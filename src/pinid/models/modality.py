@@ -24,6 +24,7 @@ from pinid.features.text import make_char_vectorizer, make_text_vectorizer
 from pinid.models.centroids import CentroidClassifier
 from pinid.models.fits import fits_side_by_side
 from pinid.models.logistic import PreconditionedLogisticRegression
+from pinid.models.shortlist import ShortlistLogisticRegression
 
 MAX_ITER = 1000
 TOL = 1e-4  # scikit-learn's default
@@ -106,16 +107,22 @@ class StyleBlocks(TransformerMixin, BaseEstimator):
         return np.hstack([normalize(Z[:, : self.pooled]), normalize(Z[:, self.pooled :])])
 
 
-def make_image_model(C: float = 1.0) -> Pipeline:
+def make_image_model(C: float = 1.0, shortlisted: bool = False) -> Pipeline:
     """CNN features (pooled and style blocks, :class:`StyleBlocks`), L2-normalised ->
-    logistic regression (whitened by its solver).
+    logistic regression (whitened by its solver); ``shortlisted``, the default model's: with
+    many users, each training pin's softmax over a shortlist of users
+    (:class:`~pinid.models.shortlist.ShortlistLogisticRegression`; the paper's full softmax
+    below :data:`~pinid.models.shortlist.SHORTLIST_ABOVE`).
 
     The pooled features alone are not standardised: that gave similar image accuracy but
     over-confident probabilities at the validation's C, which dragged the cascade below text
     alone. With the style block both are, each on its own (measured: the image view alone and
     the default model both gained on seeds 0-2 of the default corpus).
     """
-    return Pipeline([("blocks", StyleBlocks()), ("l2", Normalizer()), ("logistic", _logistic(C))])
+    classifier = (
+        ShortlistLogisticRegression(C, tol=TOL, max_iter=MAX_ITER) if shortlisted else _logistic(C)
+    )
+    return Pipeline([("blocks", StyleBlocks()), ("l2", Normalizer()), ("logistic", classifier)])
 
 
 def fit_model(model: Pipeline, X, y: np.ndarray) -> Pipeline:

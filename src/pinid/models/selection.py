@@ -62,8 +62,11 @@ def tune_C(
     views: tuple[str, ...] = tuple(VIEW_MODELS),
     *,
     fits: Fits | None = None,
+    shortlisted: bool = True,
 ) -> Tuned:
-    """C per view by validation accuracy, each view on its own.
+    """C per view by validation accuracy, each view on its own; ``shortlisted``: the image
+    view as the default model fits it (with many users, over shortlists:
+    :func:`pinid.models.modality.make_image_model`), else as the paper's model does.
 
     A view's steps before its classifier (the tf-idf dictionary and weights, the image
     blocks' scaling) do not depend on C: they are fitted once on the training pins, and
@@ -88,7 +91,8 @@ def tune_C(
         shared = [fits.share(part) for part in features]
         best: dict = {}
         # on a cluster: the Cs the search did not reach are cancelled when it closes
-        with closing(fits.map(_accuracy, [(view, C) for C in grid], *shared)) as results:
+        settings = [(view, C, shortlisted) for C in grid]
+        with closing(fits.map(_accuracy, settings, *shared)) as results:
             C, scores = choose_C(_keeping_the_best(grid, results, best))
         assert best["C"] == C
         model = Pipeline([*steps.steps, *best["model"].steps])
@@ -141,12 +145,13 @@ def _view_features(
     return steps, features, train_y, steps.transform(inputs(val_X)), val_y
 
 
-def _accuracy(view_C: tuple[str, float | None], X_train, y_train: np.ndarray, X_val,
+def _accuracy(setting: tuple[str, float | None, bool], X_train, y_train: np.ndarray, X_val,
               y_val: np.ndarray) -> tuple[float, Pipeline]:  # fmt: skip
-    """Validation accuracy of one view's classifier fitted with one C on the view's features,
-    and that classifier."""
-    view, C = view_C
-    return _fit_and_score(VIEW_MODELS[view](C)[-1:], X_train, y_train, X_val, y_val)
+    """Validation accuracy of one view's classifier fitted with one C (and, for the image
+    view, shortlisted or not) on the view's features, and that classifier."""
+    view, C, shortlisted = setting
+    model = make_image_model(C, shortlisted) if view == "image" else VIEW_MODELS[view](C)
+    return _fit_and_score(model[-1:], X_train, y_train, X_val, y_val)
 
 
 def _fit_and_score(model: Pipeline, X_train, y_train, X_val,
