@@ -94,7 +94,10 @@ def run_experiment(
         fits=fits,
         tuned=(tuned, train_ids, val_ids),
     )
-    model = reranked.views_.base  # the paper's model, fitted on train + validation
+    # the paper's model, fitted on train + validation: the default model's word and image
+    # views (with many users its image regression is fitted over shortlists:
+    # pinid.models.shortlist; benchmarks/paper_scale.py fits the paper's apart)
+    model = reranked.views_.base
     timings["refit"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

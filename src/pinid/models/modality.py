@@ -65,7 +65,8 @@ def uses_centroids(view: str, n_features: int, n_users: int) -> bool:
     weights) took 109 s a fit, against 2.7 s for its centroids, whose validation accuracy was
     6.19 % against 6.39 % (recall@10 12.2 against 13.3 %; 500 users: 9.64 against 9.56 %). The
     paper's word and image views stay regressions, as the paper has them (the image view's
-    centroids lost 4.8 points at 2,000 users)."""
+    centroids lost 4.8 points at 2,000 users; the default model's image regression is fitted
+    over shortlists there instead: :func:`make_image_model`)."""
     return view == "char" and n_features * n_users > CENTROIDS_ABOVE
 
 
