@@ -435,6 +435,7 @@ def test_ranks_of_candidates_are_their_places_in_a_stable_sort_of_the_row(n_user
 
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 4, (40, n_users)).astype(float)  # many ties: the first user first
+    scores[::5] = 1.0  # a view a pin lacks: every user tied
     users = np.argsort(rng.random((40, n_users)), axis=1)[:, :6]
     order = np.argsort(-scores, axis=1, kind="stable")
     places = np.argsort(order, axis=1)  # each user's place in its row's order

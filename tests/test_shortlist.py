@@ -71,11 +71,39 @@ def test_a_shortlisted_fit_identifies_users_about_as_well_as_the_full_one():
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
 
 
-def test_two_users_give_the_binary_shape():
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # float32's floor
+def test_the_fit_ends_where_its_objectives_gradient_vanishes():
+    """The objective recomputed here in float64 from its definition (each pin's log-loss among
+    its shortlist, plus the penalty) has a gradient near zero at the fitted weights."""
+    from pinid.models.logistic import _whitener
+
+    X, y = _users_in_clusters(n_users=30, pins=10)
+    C, size = 0.5, 5
+    model = ShortlistLogisticRegression(C=C, shortlist=size, tol=1e-6, full_up_to=0).fit(X, y)
+    n, k = len(y), 30
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    lists, _ = _shortlists((X - mean) @ _whitener(X, mean, k / (C * n)), y, k, size)
+    scores = X.astype(np.float64) @ model.coef_.T + model.intercept_
+    mine = np.take_along_axis(scores, lists, axis=1)
+    p = np.exp(mine - mine.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[lists == y[:, None]] -= 1.0
+    by_user = np.zeros((n, k))
+    np.put_along_axis(by_user, lists, p / n, axis=1)
+    gradient_W = by_user.T @ X + model.coef_ / (C * n)
+    assert np.abs(gradient_W).max() < 1e-5 and np.abs(by_user.sum(axis=0)).max() < 1e-5
+    # and it is not the full softmax's minimum
+    full = PreconditionedLogisticRegression(C=C, tol=1e-6).fit(X, y)
+    assert np.abs(model.coef_ - full.coef_).max() > 0.1 * np.abs(full.coef_).max()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_two_users_give_the_regressions_binary_model():
     X, y = _users_in_clusters(n_users=2)
-    model = ShortlistLogisticRegression(shortlist=1, full_up_to=0).fit(X, y)  # at least 2
+    model = ShortlistLogisticRegression(C=0.05, shortlist=1, tol=1e-6, full_up_to=0).fit(X, y)
+    full = PreconditionedLogisticRegression(C=0.05, tol=1e-6).fit(X, y)
     assert model.coef_.shape == (1, X.shape[1]) and model.intercept_.shape == (1,)
-    assert np.mean(model.predict(X) == y) > 0.8
+    np.testing.assert_allclose(model.coef_, full.coef_, atol=1e-3 * np.abs(full.coef_).max())
 
 
 def test_one_user_is_refused():

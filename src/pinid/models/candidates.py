@@ -379,12 +379,19 @@ def ranks_of(scores: np.ndarray, users: np.ndarray, block: int = 1 << 23) -> np.
         ordered = np.sort(scores[rows], axis=1)
         at_most = _count_at_most(ordered, mine)
         out[rows] = m - at_most  # the users scoring higher
-        # another user with the same score sorts just below this one's; such ties are rare,
-        # and looked up one by one
+        # another user with the same score sorts just below this one's: the rows where a
+        # candidate ties are ranked again by a stable sort, which puts equal scores in the
+        # users' order (a view a pin lacks, all ones, simply by index)
         below = np.take_along_axis(ordered, np.maximum(at_most - 2, 0), axis=1)
-        for i, j in zip(*np.nonzero((at_most > 1) & (below == mine)), strict=True):
-            user, row = users[begin + i, j], scores[begin + i]
-            out[begin + i, j] += np.count_nonzero(row[:user] == row[user])
+        flat = ordered[:, 0] == ordered[:, -1]  # every user tied: ranked by index
+        out[begin + np.flatnonzero(flat)] = users[rows][flat]
+        tied = ((at_most > 1) & (below == mine)).any(axis=1) & ~flat
+        tied = begin + np.flatnonzero(tied)
+        if len(tied):
+            places = np.empty((len(tied), m), np.int64)
+            order = np.argsort(-scores[tied], axis=1, kind="stable")
+            np.put_along_axis(places, order, np.arange(m)[None, :], axis=1)
+            out[tied] = np.take_along_axis(places, users[tied], axis=1)
     return out
 
 

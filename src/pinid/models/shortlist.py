@@ -6,11 +6,12 @@ The image view's regression costs pins x users x features per product: 1e11 mult
 terms in its softmax are near zero; the ones that shape the weights are the users it could be
 mistaken for. So each pin's loss is its log-loss among its own user and the users whose
 centroids are most like it (cosine, whitened features: :data:`SHORTLIST` of them), and a
-product costs about pins x shortlist x features. The model is the same linear softmax over
-every user (``coef_``, ``intercept_``), with the regression's L2 penalty and stopping rule,
-so it answers, is saved and loads as the regression does. Measured at 2,000 users x 30 pins
-(validation pins, C = 100): accuracy 42.91 % against the full regression's 41.36, recall@10
-95.54 against 96.20 %, fitted in 36.9 s against 103.4 s (docs/performance.md)."""
+product costs pins x their shortlists' union x features (:class:`_Block`). The model is the
+same linear softmax over every user (``coef_``, ``intercept_``), with the regression's L2
+penalty and stopping rule, so it answers, is saved and loads as the regression does. Measured
+at 2,000 users x 30 pins (validation pins, C = 100): accuracy 42.91 % against the full
+regression's 41.36, recall@10 95.54 against 96.20 %, fitted in 36.9 s against 103.4 s
+(docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -28,19 +29,22 @@ from pinid.models.logistic import (
     PreconditionedLogisticRegression,
     SoftmaxClassifier,
     _row_blocks,
+    _squared_norm,
     _stacked,
     _times,
     _whitener,
     capped_tolerance,
+    user_sums,
 )
 from pinid.models.threads import blas_threads, one_thread, side_by_side
 
 SHORTLIST = 32
 """Users in each training pin's softmax, its own among them."""
-SHORTLIST_ABOVE = 20_000_000_000
-"""Multiply-adds of the full regression's product (pins x users x features) above which the
-softmax runs over shortlists: 1e11 at 2,000 users x 30 pins, 7e9 at the paper's scale and
-6e9 at 500 users x 30, which stay full regressions."""
+SHORTLIST_ABOVE = 1_000
+"""Users above which the softmax runs over shortlists. A count of users, not a size of the
+product, so that the C search, the cross-fitting folds and the final fit (fewer or more pins)
+all fit the same kind of model; the full product at 1,000 users x 20 training pins holds 2.6e10
+multiply-adds of 1,280 features (1e11 at 2,000 users, 7e9 at the paper's 117)."""
 BLOCK_PINS = 32
 """Pins scored together (:class:`_Block`), those of the same nearest users: the union of
 their shortlists held 600 users at 2,000 users (1,990 for blocks of 512 pins), and blocks of
@@ -55,10 +59,10 @@ class ShortlistLogisticRegression(SoftmaxClassifier):
     """Multinomial logistic regression whose training softmax runs over each pin's shortlist
     (dense features). Its objective: the mean log-loss of each pin among its shortlist plus
     ``|W|² / (2·C·n)``, solved as :class:`~pinid.models.logistic.PreconditionedLogisticRegression`
-    solves the full one (L-BFGS on whitened features), stopped by the same rule. Where the
-    full product would cost at most ``full_up_to`` multiply-adds (None:
-    :data:`SHORTLIST_ABOVE`) it is that regression; ``shortlist`` users in each pin's softmax
-    (None: :data:`SHORTLIST`).
+    solves the full one (L-BFGS on whitened features), stopped by the same rule. With at
+    most ``full_up_to`` (None:
+    :data:`SHORTLIST_ABOVE`) users it is that regression; ``shortlist`` users in each pin's
+    softmax (None: :data:`SHORTLIST`).
 
     Attributes
     ----------
@@ -67,7 +71,7 @@ class ShortlistLogisticRegression(SoftmaxClassifier):
     """
 
     def __init__(self, C: float = 1.0, shortlist: int | None = None, tol: float = 1e-4,
-                 max_iter: int = 1000, full_up_to: float | None = None) -> None:  # fmt: skip
+                 max_iter: int = 1000, full_up_to: int | None = None) -> None:  # fmt: skip
         self.C = C
         self.shortlist = shortlist
         self.tol = tol
@@ -81,7 +85,7 @@ class ShortlistLogisticRegression(SoftmaxClassifier):
         k = len(self.classes_)
         if k < 2:
             raise ValueError("need two or more classes")
-        if n * k * d <= (SHORTLIST_ABOVE if self.full_up_to is None else self.full_up_to):
+        if k <= (SHORTLIST_ABOVE if self.full_up_to is None else self.full_up_to):
             full = PreconditionedLogisticRegression(self.C, self.tol, self.max_iter).fit(X, y)
             self.coef_, self.intercept_, self.n_iter_ = full.coef_, full.intercept_, full.n_iter_
             self.n_features_in_ = d
@@ -97,12 +101,13 @@ class ShortlistLogisticRegression(SoftmaxClassifier):
         # a softmax over one user would learn nothing
         size = SHORTLIST if self.shortlist is None else self.shortlist
         shortlists, nearest = _shortlists(Z, labels, k, min(max(size, 2), k), threads)
-        # pins with the same nearest user in the same blocks: their shortlists overlap
+        # pins with the same nearest user in the same blocks: their shortlists overlap (each
+        # block takes its rows of Z and X: no reordered copy of either)
         order = np.argsort(nearest, kind="stable")
-        Z = Z[order]  # in blocks' order; X's rows are taken a block at a time (no copy)
-        blocks = [_Block.of(order[b : b + BLOCK_PINS], shortlists, labels, b)
+        blocks = [_Block.of(order[b : b + BLOCK_PINS], shortlists, labels)
                   for b in range(0, n, BLOCK_PINS)]  # fmt: skip
-        penalty = 1.0 / (self.C * n)
+        # two columns w0 = -w1 = w/2 carry |w|²/2: twice the penalty, as the regression's
+        penalty = (2.0 if k == 2 else 1.0) / (self.C * n)
         tol = capped_tolerance(self.tol, X, labels)
 
         parts = np.array_split(np.arange(len(blocks)), PARTS)
@@ -126,7 +131,7 @@ class ShortlistLogisticRegression(SoftmaxClassifier):
                 done = side_by_side(lambda part: part_loss(part, V, b), parts, threads)
             W = _times(P, V.T, threads).T
             value = math.fsum(value for value, _, _ in done) / n
-            value += penalty * float(np.dot(W.ravel(), W.ravel())) / 2
+            value += penalty * _squared_norm(W) / 2
             gradient_W, column_sums = penalty * W, np.zeros(k, np.float32)
             for _, products, sums in done:
                 gradient_W += products
@@ -165,8 +170,7 @@ def _shortlists(Z: np.ndarray, labels: np.ndarray, k: int, size: int,
     """(n, ``size``) users per pin: those whose whitened centroids are most like it (cosine),
     its own user always among them (in place of the last); and each pin's most alike user."""
     n = len(Z)
-    centroids = np.zeros((k, Z.shape[1]), np.float32)
-    np.add.at(centroids, labels, Z)
+    centroids = user_sums(Z, labels, k)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     out = np.empty((n, size), np.int64)
     nearest = np.empty(n, np.int64)
@@ -193,28 +197,25 @@ class _Block:
     """Consecutive pins whose shortlists are scored together: one product with the union of
     their shortlisted users (BLAS), of which each pin keeps its own shortlist's scores."""
 
-    rows: slice  # of the whitened pins, in blocks' order
-    pins: np.ndarray  # the same pins' rows in the features
+    pins: np.ndarray  # rows of the features
     users: np.ndarray  # the union, sorted
     places: np.ndarray  # (pins, shortlist): each pin's shortlisted users, as places in users
     own: np.ndarray  # each pin's own user, as a column of places
 
     @classmethod
-    def of(cls, pins: np.ndarray, shortlists: np.ndarray, labels: np.ndarray,
-           begin: int) -> _Block:  # fmt: skip
-        """The block of ``pins`` (rows of the features), from ``begin`` in blocks' order."""
+    def of(cls, pins: np.ndarray, shortlists: np.ndarray, labels: np.ndarray) -> _Block:
+        """The block of ``pins`` (rows of the features)."""
         mine = shortlists[pins]
         users = np.unique(mine)
         own = np.argmax(mine == labels[pins, None], axis=1)
-        return cls(slice(begin, begin + len(pins)), pins, users, np.searchsorted(users, mine),
-                   own)  # fmt: skip
+        return cls(pins, users, np.searchsorted(users, mine), own)
 
     def loss(self, Z: np.ndarray, X: np.ndarray, V: np.ndarray, b: np.ndarray,
              n: int) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
         """This block's summed log-loss, and its gradient's parts for its users: with
         respect to their weights on the features ``X`` (intercept not centred), and to their
         intercepts."""
-        scores = Z[self.rows] @ V[self.users].T + b[self.users]
+        scores = Z[self.pins] @ V[self.users].T + b[self.users]
         z = np.take_along_axis(scores, self.places, axis=1)
         z -= z.max(axis=1, keepdims=True)
         rows = np.arange(len(z))
