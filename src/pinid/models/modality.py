@@ -113,7 +113,7 @@ def make_image_model(C: float = 1.0, shortlisted: bool = False) -> Pipeline:
     logistic regression (whitened by its solver); ``shortlisted``, the default model's: with
     many users, each training pin's softmax over a shortlist of users
     (:class:`~pinid.models.shortlist.ShortlistLogisticRegression`; the paper's full softmax
-    below :data:`~pinid.models.shortlist.SHORTLIST_ABOVE`).
+    up to :data:`~pinid.models.shortlist.SHORTLIST_ABOVE` users).
 
     The pooled features alone are not standardised: that gave similar image accuracy but
     over-confident probabilities at the validation's C, which dragged the cascade below text

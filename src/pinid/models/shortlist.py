@@ -60,9 +60,8 @@ class ShortlistLogisticRegression(SoftmaxClassifier):
     (dense features). Its objective: the mean log-loss of each pin among its shortlist plus
     ``|W|² / (2·C·n)``, solved as :class:`~pinid.models.logistic.PreconditionedLogisticRegression`
     solves the full one (L-BFGS on whitened features), stopped by the same rule. With at
-    most ``full_up_to`` (None:
-    :data:`SHORTLIST_ABOVE`) users it is that regression; ``shortlist`` users in each pin's
-    softmax (None: :data:`SHORTLIST`).
+    most ``full_up_to`` users (None: :data:`SHORTLIST_ABOVE`) it is that regression;
+    ``shortlist`` users in each pin's softmax (None: :data:`SHORTLIST`).
 
     Attributes
     ----------
@@ -194,8 +193,9 @@ def _shortlists(Z: np.ndarray, labels: np.ndarray, k: int, size: int,
 
 @dataclass
 class _Block:
-    """Consecutive pins whose shortlists are scored together: one product with the union of
-    their shortlisted users (BLAS), of which each pin keeps its own shortlist's scores."""
+    """Pins (of neighbouring nearest users) whose shortlists are scored together: one product
+    with the union of their shortlisted users (BLAS), of which each pin keeps its own
+    shortlist's scores."""
 
     pins: np.ndarray  # rows of the features
     users: np.ndarray  # the union, sorted
