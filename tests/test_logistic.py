@@ -118,6 +118,18 @@ def test_sparse_and_dense_forms_of_one_matrix_predict_alike():
     np.testing.assert_allclose(ours.predict_proba(X), ours.predict_proba(X.toarray()), atol=1e-12)
 
 
+@pytest.mark.parametrize("classes", [2, 5])
+def test_predictions_scored_a_few_rows_at_a_time_are_the_whole_ones(classes, monkeypatch):
+    from pinid.models import logistic
+
+    X, y = _bag_of_words(300, classes)
+    ours = PreconditionedLogisticRegression(C=10.0).fit(X, y)
+    whole = ours.classes_[ours.predict_proba(X).argmax(axis=1)]
+    monkeypatch.setattr(logistic, "PREDICT_SCORES", 7 * classes)  # 7 rows at a time
+    np.testing.assert_array_equal(ours.predict(X), whole)
+    np.testing.assert_array_equal(ours.predict(X.toarray()), whole)
+
+
 def test_refuses_non_finite_features():
     for X in (np.array([[np.nan, 1.0], [1.0, 2.0]]), sp.csr_matrix([[np.inf, 1.0], [1.0, 2.0]])):
         with pytest.raises(ValueError, match=r"NaN|infinity"):
