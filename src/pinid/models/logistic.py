@@ -33,7 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from pinid.models.gram import principal_axes
-from pinid.models.lbfgs import minimize_lbfgs
+from pinid.models.lbfgs import Loss, Result, minimize_lbfgs
 from pinid.models.threads import blas_threads, one_thread, side_by_side
 
 DENSE_BLOCK = 256  # rows of a dense product's blocks (see _Products)
@@ -71,6 +71,19 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
         return scores
+
+    def _keep(self, W: np.ndarray, intercept: np.ndarray, n_iter: int) -> SoftmaxClassifier:
+        """Weights (features, classes) and intercepts kept in scikit-learn's shapes."""
+        if len(intercept) == 2:  # scikit-learn's shape for two classes: the second's margin
+            self.coef_ = (W[:, 1] - W[:, 0])[None, :]
+            self.intercept_ = np.array([intercept[1] - intercept[0]])
+        else:
+            # feature-major (W's transpose, not a copy): ``X @ coef_.T`` on sparse X copies a
+            # coef_.T that is not C-contiguous, which cost a single pin 0.7 ms per view
+            self.coef_, self.intercept_ = W.T, intercept
+        self.n_features_in_ = W.shape[0]
+        self.n_iter_ = np.array([n_iter], dtype=np.int32)
+        return self
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row, scored :data:`PREDICT_SCORES` pins x classes
@@ -162,26 +175,24 @@ class PreconditionedLogisticRegression(SoftmaxClassifier):
             gradient[d * k :] = column_sums
             return value, gradient, largest <= tol
 
-        result = minimize_lbfgs(loss, np.zeros(d * k + k, np.float32), self.max_iter, HISTORY,
-                                ftol=64 * np.finfo(float).eps)  # fmt: skip
-        if not result.done:
-            warnings.warn(
-                f"L-BFGS stopped before the gradient fell below {tol:.2g}: {result.message}",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        result = solve_from_zero(loss, d * k + k, self.max_iter, tol)
         W = _times(P, result.x[: d * k].reshape(d, k), threads).astype(np.float64)
         intercept = result.x[d * k :] - np.einsum("i,ij->j", mean, W)
-        if k == 2:  # scikit-learn's shape for two classes: the second class's margin
-            self.coef_ = (W[:, 1] - W[:, 0])[None, :]
-            self.intercept_ = np.array([intercept[1] - intercept[0]])
-        else:
-            # feature-major (W's transpose, not a copy): ``X @ coef_.T`` on sparse X copies a
-            # coef_.T that is not C-contiguous, which cost a single pin 0.7 ms per view
-            self.coef_, self.intercept_ = W.T, intercept
-        self.n_features_in_ = d
-        self.n_iter_ = np.array([result.nit], dtype=np.int32)
-        return self
+        return self._keep(W, intercept, result.nit)
+
+
+def solve_from_zero(loss: Loss, size: int, max_iter: int, tol: float) -> Result:
+    """L-BFGS from zero weights (float32) on a softmax's ``loss``, warning as scikit-learn
+    does when it stops before the gradient fell below ``tol``."""
+    result = minimize_lbfgs(loss, np.zeros(size, np.float32), max_iter, HISTORY,
+                            ftol=64 * np.finfo(float).eps)  # fmt: skip
+    if not result.done:
+        warnings.warn(
+            f"L-BFGS stopped before the gradient fell below {tol:.2g}: {result.message}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return result
 
 
 def _whitener(X: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:

@@ -16,16 +16,12 @@ regression's 41.36, recall@10 95.54 against 96.20 %, fitted in 36.9 s against 10
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_X_y
 
-from pinid.models.lbfgs import minimize_lbfgs
 from pinid.models.logistic import (
-    HISTORY,
     PreconditionedLogisticRegression,
     SoftmaxClassifier,
     _row_blocks,
@@ -34,6 +30,7 @@ from pinid.models.logistic import (
     _times,
     _whitener,
     capped_tolerance,
+    solve_from_zero,
     user_sums,
 )
 from pinid.models.threads import blas_threads, one_thread, side_by_side
@@ -143,25 +140,10 @@ class ShortlistLogisticRegression(SoftmaxClassifier):
             gradient[k * d :] = column_sums
             return value, gradient, largest <= tol
 
-        result = minimize_lbfgs(loss, np.zeros(k * d + k, np.float32), self.max_iter, HISTORY,
-                                ftol=64 * np.finfo(float).eps)  # fmt: skip
-        if not result.done:
-            warnings.warn(
-                f"L-BFGS stopped before the gradient fell below {tol:.2g}: {result.message}",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        result = solve_from_zero(loss, k * d + k, self.max_iter, tol)
         V, b = result.x[: k * d].reshape(k, d), result.x[k * d :]
-        W = _times(P, V.T, threads).T.astype(np.float64)  # scores: (X - mean) @ W.T + b
-        intercept = b - W @ mean
-        if k == 2:  # scikit-learn's shape for two classes: the second class's margin
-            self.coef_ = (W[1] - W[0])[None, :]
-            self.intercept_ = np.array([intercept[1] - intercept[0]])
-        else:
-            self.coef_, self.intercept_ = np.asfortranarray(W), intercept
-        self.n_features_in_ = d
-        self.n_iter_ = np.array([result.nit], dtype=np.int32)
-        return self
+        W = _times(P, V.T, threads).astype(np.float64)  # scores: (X - mean) @ W + b
+        return self._keep(W, b - W.T @ mean, result.nit)
 
 
 def _shortlists(Z: np.ndarray, labels: np.ndarray, k: int, size: int,
