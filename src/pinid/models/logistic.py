@@ -144,7 +144,6 @@ class PreconditionedLogisticRegression(SoftmaxClassifier):
         # scikit-learn's stopping rule: no entry of the gradient with respect to its own
         # parameters (W, intercept) above tol; L-BFGS's own test would apply it to V's
         tol = capped_tolerance(self.tol, X, labels)
-        rows = np.arange(n)
         # two columns w0 = -w1 = w/2 carry |w|²/2: twice the penalty is scikit-learn's binary one
         penalty = (2.0 if k == 2 else 1.0) / (self.C * n)
         threads = blas_threads()
@@ -154,14 +153,8 @@ class PreconditionedLogisticRegression(SoftmaxClassifier):
             W = _times(P, theta[: d * k].reshape(d, k), threads)
             z = products.times(W)
             z += theta[d * k :] - np.einsum("i,ij->j", mean32, W)  # not BLAS: see _dot
-            z -= z.max(axis=1, keepdims=True)
-            picked = z[rows, labels]
-            np.exp(z, out=z)
-            totals = z.sum(axis=1)
-            value = float(np.sum(np.log(totals) - picked, dtype=np.float64)) / n
+            value = log_loss_into_gradient(z, labels, n) / n  # z: the logits' gradient
             value += penalty * _squared_norm(W) / 2
-            z *= (1.0 / (n * totals))[:, None]
-            z[rows, labels] -= 1.0 / n  # z is now the gradient with respect to the logits
             column_sums = z.sum(axis=0, dtype=np.float64).astype(np.float32)
             # w.r.t. scikit-learn's W (intercept not centred), then V's
             gradient_W = products.transposed_times(z)
@@ -179,6 +172,21 @@ class PreconditionedLogisticRegression(SoftmaxClassifier):
         W = _times(P, result.x[: d * k].reshape(d, k), threads).astype(np.float64)
         intercept = result.x[d * k :] - np.einsum("i,ij->j", mean, W)
         return self._keep(W, intercept, result.nit)
+
+
+def log_loss_into_gradient(z: np.ndarray, labels: np.ndarray, n: int) -> float:
+    """The summed log-loss of each row's softmax of scores ``z`` at its column ``labels``;
+    ``z`` becomes, in place, the gradient with respect to the scores of that loss's mean over
+    ``n`` pins."""
+    rows = np.arange(len(z))
+    z -= z.max(axis=1, keepdims=True)
+    picked = z[rows, labels]
+    np.exp(z, out=z)
+    totals = z.sum(axis=1)
+    value = float(np.sum(np.log(totals) - picked, dtype=np.float64))
+    z *= (1.0 / (n * totals))[:, None]
+    z[rows, labels] -= 1.0 / n
+    return value
 
 
 def solve_from_zero(loss: Loss, size: int, max_iter: int, tol: float) -> Result:

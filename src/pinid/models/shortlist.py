@@ -30,6 +30,7 @@ from pinid.models.logistic import (
     _times,
     _whitener,
     capped_tolerance,
+    log_loss_into_gradient,
     solve_from_zero,
     user_sums,
 )
@@ -199,14 +200,7 @@ class _Block:
         intercepts."""
         scores = Z[self.pins] @ V[self.users].T + b[self.users]
         z = np.take_along_axis(scores, self.places, axis=1)
-        z -= z.max(axis=1, keepdims=True)
-        rows = np.arange(len(z))
-        picked = z[rows, self.own]
-        np.exp(z, out=z)
-        totals = z.sum(axis=1)
-        value = float(np.sum(np.log(totals) - picked, dtype=np.float64))
-        z *= (1.0 / (n * totals))[:, None]
-        z[rows, self.own] -= 1.0 / n  # the gradient with respect to the shortlists' scores
+        value = log_loss_into_gradient(z, self.own, n)  # z: the shortlists' scores' gradient
         scores[:] = 0.0
         np.put_along_axis(scores, self.places, z, axis=1)
         return value, scores.T @ X[self.pins], scores.sum(axis=0)
