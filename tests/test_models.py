@@ -288,6 +288,21 @@ def test_candidate_search_matches_a_brute_force(space, common, monkeypatch):
             assert found.similarity[i, j] == pytest.approx(expected[pins].max(), abs=1e-6)
 
 
+@pytest.mark.parametrize("m", [1, 3, 4, 50])
+def test_similarity_statistics_are_best_mean_of_best_three_and_mean_leaving_their_input(m):
+    from pinid.models.candidates import _statistics
+
+    rng = np.random.default_rng(m)
+    similarity = rng.integers(-3, 4, (2, 5, m)).astype(np.float32) / 4  # many ties
+    before = similarity.copy()
+    stats = _statistics(similarity)
+    ordered = -np.sort(-similarity, axis=-1)
+    np.testing.assert_allclose(stats[..., 0], ordered[..., 0])
+    np.testing.assert_allclose(stats[..., 1], ordered[..., :3].mean(axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(stats[..., 2], similarity.mean(axis=-1), rtol=1e-6)
+    np.testing.assert_array_equal(similarity, before)
+
+
 def test_candidate_search_in_projected_images_keeps_the_evidence_similarity_exact():
     from pinid.models.candidates import PROJECTED_DIM, CandidateSearch
 
