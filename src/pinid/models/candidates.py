@@ -147,7 +147,6 @@ class CandidateSearch:
         """The pairs (``pin``, a row of ``queries``, ``user``) into ``found[at]``."""
         words, chars, images = queries
         use_text, use_image = self._evidence_modalities(words, images)
-        both = use_text & use_image
         by_user = np.argsort(user, kind="stable")  # the pairs grouped by user
         pairs = _Pairs(user[by_user], pin[by_user])
         m = len(pin)
@@ -178,9 +177,7 @@ class CandidateSearch:
                     found_hits.add_to(block, group)
             stats[by_user[group]] = _statistics(blocks).transpose(1, 0, 2)
             if evidence:  # the pin most similar in the evidence space, the first of equals
-                score = blocks[0] * use_text[mine, None] + blocks[2] * use_image[mine, None]
-                score[both[mine]] *= self.joint_scale[a:b]  # the training pins' joint norm
-                best = score.argmax(axis=1)
+                best = self._most_similar(blocks, use_text[mine], use_image[mine], a, b)
                 chosen[group] = a + best
                 parts[0, group] = blocks[0][np.arange(len(mine)), best]  # exact: unprojected
                 parts[1, group] = np.einsum("ij,ij->i", images[mine], self.images[a + best])
@@ -192,6 +189,19 @@ class CandidateSearch:
         found.stats[at] = stats
         if evidence:
             self._evidence(pairs, chosen, parts, use_text, use_image, found, at, by_user)
+
+    def _most_similar(self, blocks: np.ndarray, use_text: np.ndarray, use_image: np.ndarray,
+                      a: int, b: int) -> np.ndarray:  # fmt: skip
+        """Per pair (rows of ``blocks``, the user's pins ``a:b`` its columns), the place of
+        the pin most similar in the evidence space: text and image similarities summed and
+        scaled by the training pins' joint norm where both are used, else the one used."""
+        score = np.add(blocks[0], blocks[2])
+        score *= self.joint_scale[a:b]
+        for rows, block in ((use_text & ~use_image, blocks[0]), (use_image & ~use_text, blocks[2]),
+                            (~use_text & ~use_image, None)):  # fmt: skip
+            if rows.any():
+                score[rows] = 0 if block is None else block[rows]
+        return score.argmax(axis=1)
 
     def _evidence(self, pairs, best, parts, use_text, use_image, found, at, by_user):
         """Each pair's evidence (``best``) and its similarity from its text and image parts
@@ -338,9 +348,8 @@ def _statistics(similarity: np.ndarray) -> np.ndarray:
     so ``similarity`` ends as it began): np.partition of the same rows took 13 times as long,
     longer than the products that made them."""
     m = similarity.shape[-1]
-    best = similarity.max(axis=-1)
     if m <= 3:
-        best3 = similarity.mean(axis=-1)
+        best, best3 = similarity.max(axis=-1), similarity.mean(axis=-1)
     else:
         rows = similarity.reshape(-1, m)
         at = np.arange(len(rows))
@@ -349,7 +358,9 @@ def _statistics(similarity: np.ndarray) -> np.ndarray:
             place = rows.argmax(axis=1)
             taken.append((place, rows[at, place]))
             rows[at, place] = -np.inf
-        best3 = (taken[0][1] + taken[1][1] + rows.max(axis=1)).reshape(best.shape) / 3
+        shape = similarity.shape[:-1]
+        best = taken[0][1].reshape(shape)
+        best3 = (taken[0][1] + taken[1][1] + rows.max(axis=1)).reshape(shape) / 3
         for place, value in reversed(taken):
             rows[at, place] = value
     return np.stack([best, best3, similarity.mean(axis=-1)], -1)
