@@ -10,16 +10,17 @@ process (so each peak RSS is its own), on the same pins and split:
   a sparse text and a dense image block; each user's best match by one maximum.reduceat over
   the training pins grouped by user);
 - pinid: pinid's default model, what ``pinid train`` saves (tune_C with the character view,
-  FinalModel, ``cf_rerank``), answering through ``Model.identify_features``: the path of
+  FinalModel, ``cf_rerank``), answering through ``Model.identify_features`` and writing the
+  answers as ``pinid predict --data`` does (its JSON lines, in memory): the path of
   ``pinid predict --data``, ``serve`` and the Python API;
 - pinid_paper: pinid's pipeline for the paper's model (tune_C, PaperModel, ``cf_ref``).
 
 train_s covers C tuning, the final fit and what answering needs of the training pins;
 identify_pins_per_s the test pins from features (texts and image feature vectors given) to each
 pin's answer, timed once right after training: for pinid the whole answer of ``pinid predict
---data`` (the ten candidates with calibrated probabilities and evidence); for pinid_paper its
-refined top user (PaperModel.predict leaves out the similarities that cannot change it; the
-reference computes every candidate's); accuracy is on the test pins.
+--data`` (the ten candidates with calibrated probabilities and evidence, as its JSON lines);
+for pinid_paper its refined top user (PaperModel.predict leaves out the similarities that
+cannot change it; the reference computes every candidate's); accuracy is on the test pins.
 
     python benchmarks/paper_scale.py --scale 1.0 --json paper_scale.json
     python benchmarks/paper_scale.py --users 10000 --pins-per-user 30 --pipelines pinid
@@ -156,10 +157,13 @@ def pinid_default(corpus) -> dict:
     model = Model(final, pins, extractor={})  # image features are given: no CNN
     train_s = time.perf_counter() - started
     test_X, test_y = data.part(split.ids("test"))
+    test_ids = [data.dataset.pins[i].pin_id for i in data.rows(split.ids("test"))]
     started = time.perf_counter()
     answers = model.identify_features(test_X.texts, test_X.images, test_X.has_image)
+    lines = list(answers.json_lines(test_ids))  # what pinid predict --data writes
     identify_s = time.perf_counter() - started
-    right = np.mean([a.user == user for a, user in zip(answers, test_y, strict=True)])
+    right = np.mean([json.loads(line)["user"] == user for line, user in zip(lines, test_y,
+                                                                         strict=True)])  # fmt: skip
     row = _row(train_s, len(test_y) / identify_s, float(right), "cf_rerank")
     # as the C search chose (a C of None: the view's users' centroids)
     return {**row, "C": tuned.C, "cascade_weights": list(final.cascade_weights)}
@@ -265,8 +269,8 @@ def _write_results(rows: list[dict], budget_s: float) -> None:
         "paper's shape (synthetic.py): the paper's 117 users with 600 pins each, then 117 to",
         "10,000 users with 30 pins each. train = C tuning on validation + the final fit on train +",
         "validation; identify = the test pins from features to their answers (the default model's",
-        "whole answers, Model.identify_features); peak RSS of the process that did both, each",
-        "pipeline in its own process.",
+        "whole answers, as the JSON lines pinid predict --data writes); peak RSS of the process",
+        "that did both, each pipeline in its own process.",
         "",
         "| pins | users | model | train s | identify pins/s | peak RSS MB | accuracy |",
         "|---|---|---|---|---|---|---|",

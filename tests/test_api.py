@@ -150,6 +150,41 @@ def test_identify_names_what_it_could_not_use(demo_like, tmp_path):
     assert many[1].used == ["text"] and "unreadable" in many[1].image_error
 
 
+@pytest.mark.parametrize("rejecting", [False, True])
+def test_a_batchs_json_lines_are_its_answers_dumped(demo_like, sample_corpus, tmp_path,
+                                                    rejecting):  # fmt: skip
+    from pydantic_core import to_json
+
+    """predict --data's lines, written from the arrays, are pydantic's JSON of each answer's
+    model_dump with its pin id first: pins with text and image, text only, image only, text
+    unknown, nothing usable, an unreadable image, "unknown" answers, non-ASCII texts, top 3;
+    and an answer built and changed first is written as changed."""
+    pins = [json.loads(line) for line in sample_corpus.read_text().splitlines()][:6]
+    texts = [p["text"] for p in pins] + ["※※※ ¶¶¶", None, "red apple — pomme rouge", "bird"]
+    images = [sample_corpus.parent / p["image"] for p in pins[:3]] + [None] * 3 + [
+        sample_corpus.parent / pins[4]["image"], None, None, tmp_path / "gone.png"]  # fmt: skip
+    model = pinid.load(demo_like.name, reject_below=None)
+    if rejecting:  # about half the answers "unknown"
+        answered = [a.probability for a in model.identify_many(texts, images) if a.candidates]
+        model = pinid.load(demo_like.name, reject_below=float(np.median(answered)))
+    ids = [f"q{i}é" for i in range(len(texts))]
+    for top in (10, 3):
+        answers = model.identify_many(texts, images, top=top)
+        lines = list(answers.json_lines(ids))
+        expected = [to_json({"pin_id": i, **a.model_dump()}).decode() + "\n"
+                    for i, a in zip(ids, model.identify_many(texts, images, top=top),
+                                    strict=True)]  # fmt: skip
+        assert lines == expected
+        assert answers.top_users() == [json.loads(line)["user"] for line in lines]
+        assert ("unknown" in answers.top_users()) == rejecting
+    assert {json.loads(line)["used"] == [] for line in lines} == {True, False}
+    answers[0].user = "changed"
+    assert json.loads(next(answers.json_lines(ids)))["user"] == "changed"
+    assert answers.top_users()[0] == "changed"
+    with pytest.raises(ValueError, match="pin ids"):
+        next(answers.json_lines(ids[1:]))
+
+
 def test_train_takes_records_with_images_relative_to_a_root(sample_corpus):
     rows = [json.loads(line) for line in sample_corpus.read_text().splitlines()]
     model = pinid.train(rows, root=sample_corpus.parent)

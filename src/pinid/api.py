@@ -6,9 +6,7 @@ and notebooks all go through it, so the same pin gets the same :class:`Answer` e
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +26,8 @@ from pinid.features import (
     MAX_FAILURE_RATE,
 )
 from pinid.features.pin_features import PinFeatures
-from pinid.models.answer import AccountPair, Answer
-from pinid.models.final_model import FinalModel, Ranking
+from pinid.models.answer import AccountPair, Answer, Answers, collection_paused
+from pinid.models.final_model import FinalModel
 from pinid.models.io import (
     TrainingPins,
     load_model,
@@ -46,7 +44,6 @@ if TYPE_CHECKING:
 TOP = 10
 LINKS_TOP = 20
 LINKS_MAX = 1000
-NOTHING_KNOWN = "nothing the model knows; text not used"
 ANSWER_SCORES = 8_000_000
 """Pins x users a batch is answered in at once (each view's probabilities, float64: 64 MB):
 the views, the cascade and the ranks are pins x users arrays, so a large batch of a model of
@@ -197,9 +194,10 @@ class Model:
         images: Sequence[str | Path | None],
         *,
         top: int = TOP,
-    ) -> list[Answer]:
-        """One answer per pin; an unreadable image is left out and ``image_error`` says why,
-        and a pin of which nothing is usable gets ``user`` None and no candidates."""
+    ) -> Answers:
+        """One answer per pin (:class:`Answers`, a sequence of :class:`Answer`); an unreadable
+        image is left out and ``image_error`` says why, and a pin of which nothing is usable
+        gets ``user`` None and no candidates."""
         _check_top(top)
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
@@ -215,8 +213,7 @@ class Model:
                 else:
                     errors[row] = f"unreadable: {result.unreadable[j]}"
         answers = self.identify_features(texts, vectors, has_image, top=top)
-        for row, reason in errors.items():
-            answers[row].image_error = reason
+        answers.image_errors.update(errors)
         return answers
 
     def identify_features(
@@ -226,61 +223,51 @@ class Model:
         has_image: np.ndarray,
         *,
         top: int = TOP,
-    ) -> list[Answer]:
+    ) -> Answers:
         """Answers for pins whose image features are already computed (rows where
         ``has_image`` is false have no image). A text with neither a word nor a character
         n-gram the model knows is not used: it would only restate the users' prior."""
         _check_top(top)
-        step = max(1, ANSWER_SCORES // len(self.final.classes_))
-        answers = []
-        for start in range(0, len(texts), step):
-            rows = slice(start, start + step)
-            answers += self._identify_chunk(texts[rows], image_vectors[rows], has_image[rows], top)
-        return answers
-
-    def _identify_chunk(self, texts: Sequence[str | None], image_vectors: np.ndarray,
-                        has_image: np.ndarray, top: int) -> list[Answer]:  # fmt: skip
         given = np.array([bool(t and t.strip()) for t in texts], dtype=bool)  # "" = no text
         X = PinFeatures([t or "" for t in texts], np.asarray(image_vectors, np.float32),
-                        given, np.asarray(has_image, dtype=bool))  # fmt: skip
+                        given.copy(), np.asarray(has_image, dtype=bool))  # fmt: skip
+        step = max(1, ANSWER_SCORES // len(self.final.classes_))
+        usable, parts = np.zeros(len(X), bool), []
+        for start in range(0, len(X), step):
+            rows = slice(start, start + step)
+            usable[rows], ranked = self._rank_chunk(X, rows, top)
+            parts += [] if ranked is None else [ranked]
+        ranked = {name: np.concatenate([part[name] for part in parts]) if parts
+                  else np.zeros((0, 0), int) for name in Answers.ARRAYS}  # fmt: skip
+        return Answers(self.final.classes_, self.pins, ranked,
+                       np.where(usable, np.cumsum(usable) - 1, -1), X.has_text, X.has_image,
+                       given & ~X.has_text, self.reject_below, self.name)  # fmt: skip
+
+    def _rank_chunk(self, X: PinFeatures, rows: slice, top: int) -> tuple[np.ndarray, dict | None]:
+        """Of the pins ``rows`` of ``X``: which have a usable text or image, and those pins'
+        first ``top`` candidates as :class:`Answers` holds them (None: no pin usable). Sets
+        ``X.has_text`` of those rows to whether the model knows their text."""
+        chunk = PinFeatures(X.texts[rows], X.images[rows], X.has_text[rows], X.has_image[rows])
         # scikit-learn's checks of its functions' arguments, skipped: pinid's own calls pass
         # valid ones, and checking them cost a single pin's answer about a millisecond
-        with _collection_paused(), config_context(skip_parameter_validation=True):
-            encoded = self.final.views_.encode(X)
-            X.has_text = given & encoded.knows_text()
-            usable = np.flatnonzero(X.has_text | X.has_image)
-            ranked = []
-            if usable.size:  # every pin usable: ranked without a copy of their vectors
-                pins = (
-                    (X, encoded)
-                    if usable.size == len(X)
-                    else (X.take(usable), encoded.take(usable))
-                )
-                ranked = self._candidates(self.final.rank(*pins), top)
-            answers, position = [], dict(zip(usable.tolist(), range(len(usable)), strict=True))
-            for row in range(len(X)):
-                has_text, has_image = bool(X.has_text[row]), bool(X.has_image[row])
-                candidates = []
-                if row in position:
-                    candidates = [
-                        {**c, "text_prob": c["text_prob"] if has_text else None,
-                         "image_prob": c["image_prob"] if has_image else None}
-                        for c in ranked[position[row]]
-                    ]  # fmt: skip
-                best = candidates[0] if candidates else {}
-                user, probability = best.get("user"), best.get("probability")
-                if probability is not None and self.reject_below is not None:
-                    user = "unknown" if probability < self.reject_below else user
-                answers.append({
-                    "user": user,
-                    "probability": probability,
-                    "reject_below": self.reject_below,
-                    "candidates": candidates,
-                    "used": [m for m, ok in (("text", has_text), ("image", has_image)) if ok],
-                    "text_note": NOTHING_KNOWN if given[row] and not has_text else None,
-                    "model": self.name,
-                })  # fmt: skip
-            return [Answer.model_validate(a) for a in answers]  # validated in pydantic's core: fast
+        with collection_paused(), config_context(skip_parameter_validation=True):
+            encoded = self.final.views_.encode(chunk)
+            X.has_text[rows] = chunk.has_text = chunk.has_text & encoded.knows_text()
+            usable = chunk.has_text | chunk.has_image
+            if not usable.any():
+                return usable, None
+            if not usable.all():  # every pin usable: ranked without a copy of their vectors
+                chunk, encoded = chunk.take(usable.nonzero()[0]), encoded.take(usable.nonzero()[0])
+            ranking = self.final.rank(chunk, encoded)
+        k = min(top, ranking.users.shape[1])
+        return usable, {
+            "users": ranking.users[:, :k],
+            "probability": ranking.probability[:, :k],
+            "text_prob": ranking.view_probability["text"][:, :k],
+            "image_prob": ranking.view_probability["image"][:, :k],
+            "evidence": ranking.evidence[:, :k],
+            "similarity": np.minimum(ranking.similarity[:, :k], 1.0),  # float32 rounding
+        }
 
     # --- accounts ------------------------------------------------------------------------
     def links(self, top: int = LINKS_TOP) -> list[AccountPair]:
@@ -292,51 +279,6 @@ class Model:
         if self._linker is None:
             self._linker = model_linker(self.final, self.pins)
         return account_pairs(self._linker, self.pins, top)
-
-    def _candidates(self, ranking: Ranking, top: int) -> list[list[dict]]:
-        """Each ranked pin's first ``top`` candidates with their evidence, as the fields of
-        :class:`Candidate` (whole arrays converted at once: per-element conversion was most
-        of an answer's cost)."""
-        k = min(top, ranking.users.shape[1])
-        users = self.final.classes_[ranking.users[:, :k]].tolist()
-        probability = ranking.probability[:, :k].tolist()
-        text_prob = ranking.view_probability["text"][:, :k].tolist()
-        image_prob = ranking.view_probability["image"][:, :k].tolist()
-        evidence = ranking.evidence[:, :k].tolist()
-        similarity = np.minimum(ranking.similarity[:, :k], 1.0).tolist()  # float32 rounding
-        pins = self.pins
-        return [
-            [
-                {
-                    "user": users[j][c],
-                    "probability": probability[j][c],
-                    "text_prob": text_prob[j][c],
-                    "image_prob": image_prob[j][c],
-                    "evidence": {
-                        "pin_id": pins.pin_ids[pin],
-                        "text": pins.texts[pin],
-                        "image": pins.images[pin],
-                        "similarity": similarity[j][c],
-                    },
-                }
-                for c, pin in enumerate(evidence[j])
-            ]
-            for j in range(len(users))
-        ]
-
-
-@contextmanager
-def _collection_paused() -> Iterator[None]:
-    """Python's cycle collector paused while a batch is encoded and its answers are built: they
-    hold no cycles, and its passes over the tens of thousands of new objects cost three quarters
-    of their construction (measured: 132 against 35 µs an answer)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _check_top(top: int, most: int = TOP) -> None:

@@ -113,11 +113,9 @@ def _batch(args: argparse.Namespace) -> int:
         extract_on_cluster(args, model.extractor, images, what="query")
     answers = model.identify_many([p.text for p in dataset.pins], images, top=args.top)
     with atomic_open(args.out, "w", encoding="utf-8") as fh:
-        for pin, answer in zip(dataset.pins, answers, strict=True):
-            line = {"pin_id": pin.pin_id, **answer.model_dump()}
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    unreadable = sum(a.image_error is not None for a in answers)
-    unknown = sum(a.user == "unknown" for a in answers)
+        fh.writelines(answers.json_lines([pin.pin_id for pin in dataset.pins]))
+    unreadable = len(answers.image_errors)
+    unknown = answers.top_users().count("unknown")
     print(
         f"{len(answers)} pins identified -> {args.out} ({unreadable} with unreadable image"
         + (f", {unknown} answered unknown" if model.reject_below is not None else "")
