@@ -70,21 +70,59 @@ def test_the_cascade_weights_travel_with_the_model_and_choose_its_candidates(fit
     doc["params"]["cascade_weights"] = [1, 0, 1]  # integers are numbers too
     (folder / "model.json").write_text(json.dumps(doc))
     assert load_model(folder).model.views_.weights == (1.0, 0.0, 1.0)
-    del doc["params"]["cascade_weights"]  # a re-ranker part of version 1 (before the weights):
-    doc["parts"]["reranker"] = 1  # the plain product
-    (folder / "model.json").write_text(json.dumps(doc))
-    assert load_model(folder).model.views_.weights == (1.0, 1.0, 1.0)
-    doc["parts"]["reranker"] = 2  # version 2 must give them
-    (folder / "model.json").write_text(json.dumps(doc))
-    with pytest.raises(ModelFileError, match="KeyError: 'cascade_weights'"):
-        load_model(folder)
+
+
+def test_a_reranker_part_before_version_3_takes_the_character_similarities(fitted, tmp_path):
+    """The default model's search leaves the character space out; a re-ranker saved in part
+    version 1 or 2 took its similarities and still gets them, answering as it was saved;
+    version 1 also re-ranks the plain product's candidates."""
+    from sklearn.base import clone
+
+    from pinid.models.io import TrainingPins
+
+    model, data, saved = fitted
+    X, y = data.features, data.labels()
+    assert not model.char_similarity and model.views_.search.spaces == ("text", "image")
+    assert model.reranker_.coef_.shape == (17,)
+    with_chars = clone(model).set_params(char_similarity=True).fit(X, y)
+    assert with_chars.views_.search.spaces == ("text", "char", "image")
+    folder = tmp_path / "with-chars"
+    extractor = json.loads((saved / "model.json").read_text())["extractor"]
+    save_model(folder, with_chars, TrainingPins.of(data.dataset.pins), extractor)
+    doc = json.loads((folder / "model.json").read_text())
+    assert doc["parts"]["reranker"] == 3 and doc["params"]["char_similarity"] is True
+    expected = with_chars.rank(X)
+    del doc["params"]["char_similarity"]  # as version 2 was written
+    for version in (2, 1):
+        doc["parts"]["reranker"] = version
+        if version == 1:
+            del doc["params"]["cascade_weights"]  # version 1 has none: the plain product
+        (folder / "model.json").write_text(json.dumps(doc))
+        loaded = load_model(folder).model
+        assert loaded.char_similarity and loaded.views_.weights == (1.0, 1.0, 1.0)
+        assert loaded.views_.search.spaces == ("text", "char", "image")
+        got = loaded.rank(X)
+        for field in ("users", "probability", "evidence", "similarity"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(expected, field))
+    for version, params, error in ((2, {}, "KeyError: 'cascade_weights'"),
+                                   (3, {"cascade_weights": [1, 1, 1]}, "KeyError: 'char_sim"),
+                                   (3, {"cascade_weights": [1, 1, 1], "char_similarity": 1},
+                                    "char_similarity must be true or false"),
+                                   (3, {"cascade_weights": [1, 1, 1], "char_similarity": False},
+                                    "re-ranker weights have the wrong shape")):  # fmt: skip
+        doc["parts"]["reranker"] = version
+        (folder / "model.json").write_text(
+            json.dumps({**doc, "params": {**doc["params"], **params}})
+        )
+        with pytest.raises(ModelFileError, match=error):
+            load_model(folder)
 
 
 def test_model_json_records_versions_vocabulary_and_training_pins(fitted):
     _, data, folder = fitted
     doc = json.loads((folder / "model.json").read_text())
     assert doc["schema_version"] == 3
-    assert doc["parts"] == {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 2}
+    assert doc["parts"] == {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 3}
     assert {"numpy", "scipy", "scikit-learn"} <= set(doc["library_versions"])
     assert doc["params"]["C_text"] == 10.0 and doc["vocabulary"]
     assert doc["extractor"]["name"] == "efficientnet-lite0" and doc["extractor"]["style"]
@@ -338,9 +376,9 @@ def test_model_upgrade_rewrites_a_schema_2_folder_once_and_keeps_its_answers(
 def test_a_part_of_a_version_this_pinid_does_not_know_is_refused(fitted, tmp_path, capsys):
     folder = _copy(fitted[2], tmp_path)
     doc = json.loads((folder / "model.json").read_text())
-    doc["parts"]["reranker"] = 3
+    doc["parts"]["reranker"] = 4
     (folder / "model.json").write_text(json.dumps(doc))
-    with pytest.raises(ModelFileError, match="reranker are of version 3"):
+    with pytest.raises(ModelFileError, match="reranker are of version 4"):
         load_model(folder)
     assert main(["model", "upgrade", str(folder)]) == 2
-    assert "reranker are of version 3" in capsys.readouterr().err
+    assert "reranker are of version 4" in capsys.readouterr().err

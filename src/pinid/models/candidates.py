@@ -6,9 +6,10 @@ pin and candidate, the features are: the fused score and its position, every vie
 probability and rank, how similar the pin is to the candidate's training pins in each space
 (the best, the mean of the best three, the mean of all), and how many pins the candidate has.
 
-A pin is compared only with its candidates' training pins, in the three spaces at once (the
-statistics and the evidence from one pass over those similarities); on the terms few training
-pins use, only with the candidates' pins that share one, found in the terms' postings by user.
+A pin is compared only with its candidates' training pins, in the search's spaces at once
+(words and image; characters too where asked), the statistics and the evidence from one pass
+over those similarities; on the terms few training pins use, only with the candidates' pins
+that share one, found in the terms' postings by user.
 The image space is compared in at most :data:`PROJECTED_DIM` principal directions (the
 training pins'): the exact comparison over every candidate's pins in 1280 dimensions capped
 answers near 6,500 pins/s on two cores. The re-ranker learns from the same statistics it is
@@ -29,6 +30,8 @@ from pinid.models.threads import blas_threads, one_thread, side_by_side
 
 SIMILARITY_STATS = ("max", "top3", "mean")
 SEARCH_SPACES = ("text", "char", "image")
+"""Every space a search may compare in; a search without the character space compares in
+the others, in this order (:attr:`CandidateSearch.spaces`)."""
 PROJECTED_DIM = 128
 """Most image dimensions the search compares in; wider features are projected on the
 training pins' principal directions (measured against the exact search: docs/performance.md),
@@ -51,7 +54,7 @@ _EPS = 1e-12
 class Found:
     """Per pin and candidate: similarity statistics and, if asked for, the evidence."""
 
-    stats: np.ndarray  # (n, k, len(SEARCH_SPACES), len(SIMILARITY_STATS))
+    stats: np.ndarray  # (n, k, len(search.spaces), len(SIMILARITY_STATS))
     evidence: np.ndarray  # (n, k) the candidate's training pin most similar (-1: not asked)
     similarity: np.ndarray  # (n, k) its cosine similarity in the evidence space
 
@@ -62,7 +65,8 @@ class CandidateSearch:
     Parameters
     ----------
     words, chars : sparse matrix
-        The training pins' tf-idf vectors (rows of zeros where a pin has no text).
+        The training pins' tf-idf vectors (rows of zeros where a pin has no text); ``chars``
+        None: no character space.
     images : ndarray
         Their image vectors (zeros where a pin has no image).
     y : ndarray of int
@@ -84,24 +88,27 @@ class CandidateSearch:
         # stable: within a user, pins keep their order, so ties go to the first pin
         self.order = np.argsort(y, kind="stable")
         self.bounds = np.concatenate([[0], np.cumsum(counts)])
-        words, chars = (make_space("text", b, None)[0][self.order] for b in (words, chars))
+        self.spaces = SEARCH_SPACES if chars is not None else ("text", "image")
+        texts = [make_space("text", b, None)[0][self.order]
+                 for b in (words, chars) if b is not None]  # fmt: skip
+        words = texts[0]
         self.images = unit_in_place(np.asarray(images, np.float32)[self.order])
         has_text, has_image = row_norms(words) > 0, row_norms(self.images) > 0
         self.joint_scale = 1.0 / np.sqrt(np.maximum(has_text + has_image.astype(int), 1))
         self.basis = principal_directions(self.images, PROJECTED_DIM)
-        self.terms = [_Terms(b) for b in (words, chars)]
+        self.terms = [_Terms(b) for b in texts]
         self.counts = counts
         user_of = np.repeat(np.arange(n_classes), counts)  # of each training pin, in order
-        spaces = self._split(words, chars, self.images)
+        spaces = self._split(texts, self.images)
         self.dense = [dense for dense, _ in spaces]  # rows grouped by user
         self.rare = [None if rare is None else _Postings(rare, user_of, self.bounds)
                      for _, rare in spaces]  # fmt: skip
 
-    def _split(self, words, chars, images) -> list[tuple[np.ndarray, sp.csr_matrix | None]]:
+    def _split(self, texts: list, images) -> list[tuple[np.ndarray, sp.csr_matrix | None]]:
         """Each space as the search compares it: the text spaces' common terms dense and the
         rest sparse (a sparse product over terms most pins share is nearly dense and many times
         slower than BLAS on the same numbers), the image space projected."""
-        out = [terms.split(block) for terms, block in zip(self.terms, (words, chars), strict=True)]
+        out = [terms.split(block) for terms, block in zip(self.terms, texts, strict=True)]
         out.append((images if self.basis is None else images @ self.basis, None))
         return out
 
@@ -111,8 +118,8 @@ class CandidateSearch:
     ) -> Found:  # fmt: skip
         """Each pin's statistics per candidate (n, k) and space; with ``evidence``, also each
         candidate's training pin most similar to it. Queries are vectors as the training
-        pins' (zero rows where a modality is not used). At most ``chunk`` pins are compared
-        at once."""
+        pins' (zero rows where a modality is not used; ``chars`` may be None where the search
+        has no character space). At most ``chunk`` pins are compared at once."""
         n, k = candidates.shape
         found = self.search_pairs(words, chars, images, np.repeat(np.arange(n), k),
                                   candidates.ravel(), evidence, chunk)  # fmt: skip
@@ -128,7 +135,7 @@ class CandidateSearch:
         m = len(pins)
         if m and (np.any(np.diff(pins) < 0) or pins[0] < 0 or pins[-1] >= words.shape[0]):
             raise ValueError("search_pairs needs the pairs' pins sorted and among the queries")
-        found = Found(np.zeros((m, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32),
+        found = Found(np.zeros((m, len(self.spaces), len(SIMILARITY_STATS)), np.float32),
                       np.full(m, -1), np.zeros(m))  # fmt: skip
         cuts = np.searchsorted(pins, np.arange(0, words.shape[0] + chunk, chunk))
         for begin, (lo, hi) in zip(range(0, words.shape[0], chunk), pairwise(cuts),
@@ -136,21 +143,22 @@ class CandidateSearch:
             if lo == hi:
                 continue
             rows = slice(begin, begin + chunk)
-            queries = [make_space("text", words[rows], None)[0],
-                       make_space("text", chars[rows], None)[0],
-                       make_space("image", None, images[rows])[0]]  # fmt: skip
-            self._search_chunk(queries, pins[lo:hi] - begin, users[lo:hi], evidence, found,
+            texts = [make_space("text", block[rows], None)[0]
+                     for block in (words, chars)[: len(self.terms)]]  # fmt: skip
+            self._search_chunk(texts, make_space("image", None, images[rows])[0],
+                               pins[lo:hi] - begin, users[lo:hi], evidence, found,
                                slice(lo, hi))  # fmt: skip
         return found
 
-    def _search_chunk(self, queries: list, pin, user, evidence: bool, found: Found, at: slice):
-        """The pairs (``pin``, a row of ``queries``, ``user``) into ``found[at]``."""
-        words, chars, images = queries
-        use_text, use_image = self._evidence_modalities(words, images)
+    def _search_chunk(self, texts: list, images: np.ndarray, pin, user, evidence: bool,
+                      found: Found, at: slice):  # fmt: skip
+        """The pairs (``pin``, a row of the queries ``texts`` and ``images``, ``user``) into
+        ``found[at]``."""
+        use_text, use_image = self._evidence_modalities(texts[0], images)
         by_user = np.argsort(user, kind="stable")  # the pairs grouped by user
         pairs = _Pairs(user[by_user], pin[by_user])
         m = len(pin)
-        split = self._split(words, chars, images)
+        split = self._split(texts, images)
         items = pairs.items(self.counts)
         # one thread for a few pins: starting threads would cost more than it saves
         threads = blas_threads() if self.counts[pairs.user].sum() > ITEM_SIMILARITIES else 1
@@ -160,7 +168,7 @@ class CandidateSearch:
                     side_by_side(lambda span, r=rare, q=query: r.hits(q, pairs, span), spans,
                                  threads))
                 for (_, query), rare in zip(split, self.rare, strict=True)]  # fmt: skip
-        stats = np.zeros((m, len(SEARCH_SPACES), len(SIMILARITY_STATS)), np.float32)
+        stats = np.zeros((m, len(self.spaces), len(SIMILARITY_STATS)), np.float32)
         chosen = np.zeros(m, np.int64)  # per sorted pair: its evidence, in users' order
         parts = np.zeros((2, m))  # and the evidence's text and image similarities
 
@@ -193,11 +201,12 @@ class CandidateSearch:
     def _most_similar(self, blocks: np.ndarray, use_text: np.ndarray, use_image: np.ndarray,
                       a: int, b: int) -> np.ndarray:  # fmt: skip
         """Per pair (rows of ``blocks``, the user's pins ``a:b`` its columns), the place of
-        the pin most similar in the evidence space: text and image similarities summed and
-        scaled by the training pins' joint norm where both are used, else the one used."""
-        score = np.add(blocks[0], blocks[2])
+        the pin most similar in the evidence space: text (words) and image similarities summed
+        and scaled by the training pins' joint norm where both are used, else the one used."""
+        words, image = blocks[0], blocks[-1]
+        score = np.add(words, image)
         score *= self.joint_scale[a:b]
-        for rows, block in ((use_text & ~use_image, blocks[0]), (use_image & ~use_text, blocks[2]),
+        for rows, block in ((use_text & ~use_image, words), (use_image & ~use_text, image),
                             (~use_text & ~use_image, None)):  # fmt: skip
             if rows.any():
                 score[rows] = 0 if block is None else block[rows]

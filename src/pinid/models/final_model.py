@@ -48,11 +48,14 @@ from pinid.models.threads import blas_threads, side_by_side
 N_FOLDS = 5
 RERANK_PINS = 10_000
 VIEWS = ("text", "char", "image")
-TEXT_SPACES = [SEARCH_SPACES.index(s) for s in ("text", "char")]
-IMAGE_SPACES = [SEARCH_SPACES.index("image")]
-N_CANDIDATE_FEATURES = 2 + 2 * len(VIEWS) + len(SIMILARITY_STATS) * len(SEARCH_SPACES) + 3
-"""fused score and position; probability and rank per view; similarity statistics per space;
-pin count, has text, has image (see :func:`candidate_features`)."""
+
+
+def n_candidate_features(char_similarity: bool) -> int:
+    """Fused score and position; probability and rank per view; similarity statistics per
+    space searched (the character space's with ``char_similarity``); pin count, has text,
+    has image (see :func:`candidate_features`)."""
+    spaces = len(SEARCH_SPACES) - (not char_similarity)
+    return 2 + 2 * len(VIEWS) + len(SIMILARITY_STATS) * spaces + 3
 
 
 @dataclass
@@ -105,19 +108,20 @@ class Views:
     def __init__(
         self, base: PaperModel, char: Pipeline, train_texts: Sequence[str], top: int,
         train_chars: sp.csr_matrix | None = None,
-        weights: Sequence[float] = (1.0, 1.0, 1.0),
+        weights: Sequence[float] = (1.0, 1.0, 1.0), char_similarity: bool = False,
     ) -> None:  # fmt: skip
         """``train_chars``: the character vectors of ``train_texts``, if already computed;
-        ``weights``: each view's in the cascade that shortlists candidates (in ``VIEWS``' order).
+        ``weights``: each view's in the cascade that shortlists candidates (in ``VIEWS``' order);
+        ``char_similarity``: whether the candidate search compares in the character space too.
         """
         self.base, self.char, self.top, self.weights = base, char, top, tuple(weights)
         n_classes = len(base.classes_)
         self.log_counts = np.log(np.bincount(base.train_y_, minlength=n_classes))
-        if train_chars is None:
+        if char_similarity and train_chars is None:
             train_chars = self.char_vectors(train_texts)
-        self.search = CandidateSearch(base.train_text_, sp.csr_matrix(train_chars),
-                                      base.train_image_, base.train_y_, n_classes,
-                                      base.similarity)  # fmt: skip
+        chars = sp.csr_matrix(train_chars) if char_similarity else None
+        self.search = CandidateSearch(base.train_text_, chars, base.train_image_, base.train_y_,
+                                      n_classes, base.similarity)  # fmt: skip
 
     def char_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix(self.char.named_steps["tfidf"].transform(list(texts)))
@@ -161,7 +165,8 @@ class Views:
     def queries(self, X: PinFeatures, encoded: Encoded) -> tuple:
         """The candidate search's queries: each pin's vectors where its modality is used."""
         given = sp.diags(X.has_text.astype(np.float32))  # a pin without text has no text vector
-        return given @ encoded.words, given @ encoded.chars, encoded.images * X.has_image[:, None]
+        chars = given @ encoded.chars if "char" in self.search.spaces else None
+        return given @ encoded.words, chars, encoded.images * X.has_image[:, None]
 
     def candidates(
         self, X: PinFeatures, encoded: Encoded, evidence: bool = False
@@ -208,6 +213,12 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         they are reached (None: every fold).
     random_state : int
         Seed of those folds.
+    char_similarity : bool
+        Whether the re-ranker is also given each candidate's similarity statistics in the
+        character n-gram space (the pin's best, best three and mean cosine to the candidate's
+        training pins), as models saved with re-ranker part version 1 or 2 have it. Off by
+        default: that comparison was two thirds of the candidate search's work, and the
+        re-ranker ranked as well without it (docs/performance.md).
 
     Attributes
     ----------
@@ -233,6 +244,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         n_folds: int = N_FOLDS,
         rerank_pins: int | None = RERANK_PINS,
         random_state: int = 0,
+        char_similarity: bool = False,
     ) -> None:
         self.C_text = C_text
         self.C_char = C_char
@@ -244,6 +256,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         self.n_folds = n_folds
         self.rerank_pins = rerank_pins
         self.random_state = random_state
+        self.char_similarity = char_similarity
 
     def _fit_views(self, X: PinFeatures, y: np.ndarray) -> Views:
         texts = list(X.texts)
@@ -263,7 +276,7 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         base.with_models(models["text"], models["image"], X, y, vectors.get("text"),
                          vectors.get("image"))  # fmt: skip
         return Views(base, models["char"], X.texts, self.top_k, vectors.get("char"),
-                     self.cascade_weights)  # fmt: skip
+                     self.cascade_weights, self.char_similarity)  # fmt: skip
 
     def fit(
         self,
@@ -393,7 +406,8 @@ class FinalModel(ClassifierMixin, BaseEstimator):
         truth = np.concatenate([t for _, _, _, t in folds_found], axis=1)[:, order]
         usable = np.stack([(t | i)[held[order]] for t, i in _variants(X)])  # a variant with
         truth = np.where(usable, truth, -1).ravel()  # no modality (text-only of a textless pin)
-        return features.reshape(-1, N_CANDIDATE_FEATURES), truth, fold  # is skipped
+        n_features = n_candidate_features(self.char_similarity)
+        return features.reshape(-1, n_features), truth, fold  # is skipped
 
     def rank(self, X: PinFeatures, encoded: Encoded | None = None) -> Ranking:
         """Each pin's candidates re-ranked, with calibrated probabilities, each view's
@@ -456,17 +470,19 @@ def _candidates_of(views: Views, classes: np.ndarray, X: PinFeatures, y: np.ndar
     pairs = np.unique(np.concatenate(keys, axis=None))
     found = views.search.search_pairs(*views.queries(queries[0], encoded), pairs // n_users,
                                       pairs % n_users)  # fmt: skip
-    features = np.zeros((len(queries), n, k, N_CANDIDATE_FEATURES))
+    features = None  # (variants, n, k, features)
     truth = np.full((len(queries), n), -1)
     for v, (query, (probabilities, fused, candidates), key) in enumerate(
         zip(queries, shortlists, keys, strict=True)
     ):
         stats = found.stats[np.searchsorted(pairs, key)]  # (n, k, spaces, statistics)
-        stats[:, :, TEXT_SPACES] *= query.has_text[:, None, None, None]
-        stats[:, :, IMAGE_SPACES] *= query.has_image[:, None, None, None]
+        for at, space in enumerate(views.search.spaces):  # zero where the modality is unused
+            used = query.has_image if space == "image" else query.has_text
+            stats[:, :, at] *= used[:, None, None]
         hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
         truth[v] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-        features[v] = views.features(query, probabilities, fused, candidates, stats).reshape(
-            n, k, -1
-        )
+        mine = views.features(query, probabilities, fused, candidates, stats).reshape(n, k, -1)
+        if features is None:
+            features = np.zeros((len(queries), *mine.shape))
+        features[v] = mine
     return features, truth

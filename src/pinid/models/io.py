@@ -31,7 +31,7 @@ from pinid.data.pins import Pin
 from pinid.errors import ModelFileError
 from pinid.features import ENGINES
 from pinid.features.specs import FITS, get_spec
-from pinid.models.final_model import N_CANDIDATE_FEATURES, FinalModel, Views
+from pinid.models.final_model import FinalModel, Views, n_candidate_features
 from pinid.models.fusion import check_cascade_weights
 from pinid.models.modality import make_char_model, make_image_model, make_text_model
 from pinid.models.paper_model import PaperModel
@@ -40,7 +40,7 @@ from pinid.models.similarity import SPACES
 from pinid.models.thumbnails import write_thumbnails
 
 SCHEMA_VERSION = 3
-PARTS = {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 2}
+PARTS = {"words": 1, "chars": 1, "image": 2, "training_pins": 1, "reranker": 3}
 """The version of each part this pinid writes."""
 MODEL_JSON = "model.json"
 ARRAYS = "arrays.npz"
@@ -233,10 +233,11 @@ def load_model(folder: str | Path) -> SavedModel:
 
         words, image, chars = load("words"), load("image"), load("chars")
         training, pins = load("training_pins", len(words.named_steps["tfidf"].vocabulary_))
-        reranker, temperature, weights = load("reranker")
+        reranker, temperature, weights, char_similarity = load("reranker")
         model = _paper_model(doc, classes, words, image, training)
         _check_consistent(model, pins, doc)
-        final = _final_model(doc, model, chars, reranker, temperature, weights, pins)
+        final = _final_model(doc, model, chars, (reranker, temperature, weights, char_similarity),
+                             pins)  # fmt: skip
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError,
             zipfile.BadZipFile) as exc:  # fmt: skip
         raise _fail(folder, f"inconsistent model files ({type(exc).__name__}: {exc})") from None
@@ -422,14 +423,16 @@ def _tfidf_view(model, entries: dict, idf, coef, intercept, classes: np.ndarray,
     return model
 
 
-def _reranker_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
-    """The re-ranker's weights and the temperature of its probabilities."""
+def _reranker_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray,
+                 char_similarity: bool = True):  # fmt: skip
+    """The re-ranker's weights and the temperature of its probabilities (its features with
+    the character space's similarities, as every re-ranker before version 3 had them)."""
     reranker = Reranker(doc["params"]["rerank_alpha"])
     reranker.mean_, reranker.scale_, reranker.coef_ = (
         a["rerank_mean"], a["rerank_scale"], a["rerank_coef"],
     )  # fmt: skip
     if {v.shape for v in (reranker.mean_, reranker.scale_, reranker.coef_)} != {
-        (N_CANDIDATE_FEATURES,)
+        (n_candidate_features(char_similarity),)
     }:
         raise ValueError("re-ranker weights have the wrong shape")
     if not (reranker.scale_ > 0).all():
@@ -437,13 +440,23 @@ def _reranker_v1(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     temperature = float(doc["temperature"])
     if not np.exp(-4.0) <= temperature <= np.exp(4.0):  # the range fit_temperature searches
         raise ValueError("invalid temperature")
-    return reranker, temperature, (1.0, 1.0, 1.0)  # candidates from the plain cascade
+    return reranker, temperature, (1.0, 1.0, 1.0), True  # candidates from the plain cascade
 
 
 def _reranker_v2(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
     """Version 1's, and the weights of the cascade its candidates come from."""
-    reranker, temperature, _ = _reranker_v1(doc, a, classes)
-    return reranker, temperature, check_cascade_weights(doc["params"]["cascade_weights"])
+    reranker, temperature, _, _ = _reranker_v1(doc, a, classes)
+    return reranker, temperature, check_cascade_weights(doc["params"]["cascade_weights"]), True
+
+
+def _reranker_v3(doc: dict, a: dict[str, np.ndarray], classes: np.ndarray):
+    """Version 2's, and whether its features include the character space's similarities."""
+    char_similarity = doc["params"]["char_similarity"]
+    if not isinstance(char_similarity, bool):
+        raise ValueError("char_similarity must be true or false")
+    reranker, temperature, _, _ = _reranker_v1(doc, a, classes, char_similarity)
+    weights = check_cascade_weights(doc["params"]["cascade_weights"])
+    return reranker, temperature, weights, char_similarity
 
 
 _PART_LOADERS = {
@@ -454,6 +467,7 @@ _PART_LOADERS = {
     ("chars", 1): _chars_v1,
     ("reranker", 1): _reranker_v1,
     ("reranker", 2): _reranker_v2,
+    ("reranker", 3): _reranker_v3,
 }
 """(part, version) -> its loader; a new version of a part adds a loader here."""
 
@@ -469,11 +483,13 @@ def _paper_model(doc: dict, classes: np.ndarray, words, image, training) -> Pape
 
 
 def _final_model(
-    doc: dict, base: PaperModel, char, reranker: Reranker, temperature: float,
-    weights: tuple[float, float, float], pins: TrainingPins,
+    doc: dict, base: PaperModel, char, reranked: tuple[Reranker, float, tuple, bool],
+    pins: TrainingPins,
 ) -> FinalModel:  # fmt: skip
-    """The char view, the re-ranker and the temperature around the paper's model ``base``,
-    the candidates from the cascade weighted by ``weights``."""
+    """The char view, the re-ranker part (``reranked``: the re-ranker, its temperature, the
+    weights of the cascade its candidates come from, whether it takes the character space's
+    similarities) around the paper's model ``base``."""
+    reranker, temperature, weights, char_similarity = reranked
     if not isinstance(doc.get("meta", {}), dict):
         raise ValueError("meta must be an object")
     params = doc["params"]
@@ -481,8 +497,9 @@ def _final_model(
     model = FinalModel(**{k: params[k] for k in (
         "C_text", "C_char", "C_image", "rerank_alpha", "similarity", "top_k", "n_folds",
         "random_state")}, rerank_pins=params.get("rerank_pins"),
-        cascade_weights=weights)  # fmt: skip
-    model.views_ = Views(base, char, pins.texts, model.top_k, weights=weights)
+        cascade_weights=weights, char_similarity=char_similarity)  # fmt: skip
+    model.views_ = Views(base, char, pins.texts, model.top_k, weights=weights,
+                         char_similarity=char_similarity)  # fmt: skip
     model.classes_, model.reranker_, model.temperature_ = base.classes_, reranker, temperature
     return model
 
