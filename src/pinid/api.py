@@ -230,7 +230,7 @@ class Model:
         _check_top(top)
         given = np.array([bool(t and t.strip()) for t in texts], dtype=bool)  # "" = no text
         X = PinFeatures([t or "" for t in texts], np.asarray(image_vectors, np.float32),
-                        given.copy(), np.asarray(has_image, dtype=bool))  # fmt: skip
+                        given.copy(), np.array(has_image, dtype=bool))  # fmt: skip
         step = max(1, ANSWER_SCORES // len(self.final.classes_))
         usable, parts = np.zeros(len(X), bool), []
         for start in range(0, len(X), step):
@@ -256,8 +256,9 @@ class Model:
             usable = chunk.has_text | chunk.has_image
             if not usable.any():
                 return usable, None
-            if not usable.all():  # every pin usable: ranked without a copy of their vectors
-                chunk, encoded = chunk.take(usable.nonzero()[0]), encoded.take(usable.nonzero()[0])
+            if not usable.all():  # (every pin usable: ranked without a copy of their vectors)
+                rows_used = usable.nonzero()[0]
+                chunk, encoded = chunk.take(rows_used), encoded.take(rows_used)
             ranking = self.final.rank(chunk, encoded)
         k = min(top, ranking.users.shape[1])
         return usable, {
