@@ -461,7 +461,7 @@ class PinClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-    def _answers(self, X: Any) -> list[Answer]:
+    def _answers(self, X: Any) -> Answers:
         rows = _records(X)
         root = Path(self.root)
         images = [None if missing(r.get("image")) else root / str(r["image"]) for r in rows]

@@ -60,7 +60,7 @@ class Found:
 
 
 class CandidateSearch:
-    """Training pins of the word, character and image spaces, grouped by user.
+    """Training pins of the word, image and (if given) character spaces, grouped by user.
 
     Parameters
     ----------

@@ -470,7 +470,7 @@ def _candidates_of(views: Views, classes: np.ndarray, X: PinFeatures, y: np.ndar
     pairs = np.unique(np.concatenate(keys, axis=None))
     found = views.search.search_pairs(*views.queries(queries[0], encoded), pairs // n_users,
                                       pairs % n_users)  # fmt: skip
-    features = None  # (variants, n, k, features)
+    features = np.zeros((len(queries), n, k, n_candidate_features("char" in views.search.spaces)))
     truth = np.full((len(queries), n), -1)
     for v, (query, (probabilities, fused, candidates), key) in enumerate(
         zip(queries, shortlists, keys, strict=True)
@@ -481,8 +481,7 @@ def _candidates_of(views: Views, classes: np.ndarray, X: PinFeatures, y: np.ndar
             stats[:, :, at] *= used[:, None, None]
         hit = fold_classes[candidates] == author[:, None]  # fold -> full class index
         truth[v] = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-        mine = views.features(query, probabilities, fused, candidates, stats).reshape(n, k, -1)
-        if features is None:
-            features = np.zeros((len(queries), *mine.shape))
-        features[v] = mine
+        features[v] = views.features(query, probabilities, fused, candidates, stats).reshape(
+            n, k, -1
+        )
     return features, truth
